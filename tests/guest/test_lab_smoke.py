@@ -1,0 +1,59 @@
+"""The lab is real: a live kernel with rxe0, working verbs between processes, our module loads."""
+import os
+import subprocess
+import time
+
+import pytest
+
+KVER = os.uname().release
+BUILD = os.environ.get("HMR_BUILD_DIR", "")
+
+
+def run(*cmd, timeout=60):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_kernel_is_the_lab_kernel():
+    assert os.environ.get("HMR_GUEST") == "1"
+    assert os.path.isdir(f"/lib/modules/{KVER}/kernel")
+
+
+def test_rxe0_port_active():
+    out = run("rdma", "link", "show", "rxe0/1").stdout
+    assert "state ACTIVE" in out and "netdev lo" in out, out
+
+
+def test_ibv_devices_lists_rxe0():
+    r = run("ibv_devices")
+    assert r.returncode == 0
+    assert any(line.split()[:1] == ["rxe0"] for line in r.stdout.splitlines()), r.stdout
+
+
+def test_ibv_devinfo_rxe0():
+    r = run("ibv_devinfo", "-d", "rxe0")
+    assert r.returncode == 0, r.stderr
+    assert "PORT_ACTIVE" in r.stdout and "transport:\t\t\tInfiniBand" in r.stdout, r.stdout
+
+
+def test_rc_pingpong_two_processes():
+    args = ["ibv_rc_pingpong", "-d", "rxe0", "-g", "1", "-n", "200", "-s", "4096"]
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    client = run(*args, "localhost", timeout=120)
+    sout, _ = server.communicate(timeout=120)
+    assert client.returncode == 0, client.stdout + client.stderr
+    assert server.returncode == 0, sout
+    for out in (client.stdout, sout):
+        assert "1638400 bytes in" in out and "200 iters" in out, out
+
+
+def test_module_from_kmod_loads_and_unloads():
+    ko = os.path.join(BUILD, "kmod", "hmr.ko")
+    assert os.path.exists(ko), f"build-guest did not build {ko}"
+    assert os.path.isdir("/sys/module/hmr"), "guest-setup should have loaded hmr.ko"
+    r = run("rmmod", "hmr")
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists("/sys/module/hmr")
+    r = run("insmod", ko)
+    assert r.returncode == 0, r.stderr
+    assert os.path.isdir("/sys/module/hmr")

@@ -1,0 +1,78 @@
+"""Boot the lab guest once per kernel, run tests/guest inside it, report each guest test here.
+
+The guest's pytest writes a JUnit XML file into the checkout (shared with the guest); every test
+case in it becomes one host test with the same outcome. The run's own health (kernel log free of
+WARN/BUG/oops, module unloaded cleanly, no lab failure) is one more test per kernel.
+"""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNELS = os.environ.get("HMR_KERNEL", "6.12").split()
+_runs = {}
+
+
+def _run_guest(config, kernel):
+    if kernel in _runs:
+        return _runs[kernel]
+    junit = os.path.join(ROOT, "build", "lab", f"junit-{kernel}.xml")
+    if os.path.exists(junit):
+        os.unlink(junit)
+    cmd = [os.path.join(ROOT, "tests/lab/run-guest"), "--kernel", kernel, "--",
+           "python3", "-m", "pytest", "-ra", "-v", "tests/guest",
+           f"--junitxml={junit}", "-o", "junit_family=xunit1"]
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        sys.stderr.write(f"\n[guest {kernel}] {' '.join(cmd)}\n")
+        sys.stderr.flush()
+        rc = subprocess.call(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+    cases = []
+    if os.path.exists(junit):
+        for tc in ET.parse(junit).getroot().iter("testcase"):
+            name = f"{tc.get('classname', '')}::{tc.get('name')}"
+            outcome, msg = "passed", ""
+            for child in tc:
+                if child.tag in ("failure", "error"):
+                    outcome = "failed"
+                    msg = (child.get("message", "") + "\n" + (child.text or "")).strip()
+                elif child.tag == "skipped" and outcome == "passed":
+                    outcome, msg = "skipped", child.get("message", "")
+            cases.append((name, outcome, msg))
+    _runs[kernel] = (rc, cases)
+    return _runs[kernel]
+
+
+def pytest_generate_tests(metafunc):
+    if "guest_case" in metafunc.fixturenames:
+        params, ids = [], []
+        for k in KERNELS:
+            rc, cases = _run_guest(metafunc.config, k)
+            for name, outcome, msg in cases:
+                params.append((k, name, outcome, msg))
+                ids.append(f"{k}:{name}")
+        metafunc.parametrize("guest_case", params, ids=ids)
+    elif "guest_kernel" in metafunc.fixturenames:
+        metafunc.parametrize("guest_kernel", KERNELS)
+
+
+def test_guest(guest_case):
+    kernel, name, outcome, msg = guest_case
+    if outcome == "skipped":
+        pytest.skip(f"[{kernel}] {msg}")
+    if outcome == "failed":
+        pytest.fail(f"[{kernel}] {name}\n{msg}", pytrace=False)
+
+
+def test_guest_run_clean(guest_kernel, request):
+    """The guest run itself: tests ran, kernel log clean, module unloaded, no timeout."""
+    rc, cases = _run_guest(request.config, guest_kernel)
+    assert cases, f"no guest test results came back (run-guest exit {rc}); see build/lab/last-{guest_kernel}/console.log"
+    failed = any(c[1] == "failed" for c in cases)
+    meaning = {124: "timeout", 125: "lab failure (setup, teardown/unload, or no status)",
+               126: "kernel WARN/BUG/oops in the log"}
+    assert rc == 0 or (rc == 1 and failed), \
+        f"run-guest exit {rc}: {meaning.get(rc, 'unexpected')}; see build/lab/last-{guest_kernel}/"

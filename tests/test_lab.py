@@ -1,0 +1,35 @@
+"""The lab's contract: exit status passes through, panics and hangs end with a clear message."""
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_GUEST = os.path.join(ROOT, "tests/lab/run-guest")
+KERNEL = os.environ.get("HMR_KERNEL", "6.12").split()[0]
+
+
+def start(*args):
+    cmd = [RUN_GUEST, "--kernel", KERNEL, "--smp", "1", "--no-build", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_exit_status_panic_and_hang():
+    # Three guests at once: one boot's worth of waiting for three contracts.
+    jobs = {
+        "exit3": start("--", "sh", "-c", "echo hello from $(uname -r); exit 3"),
+        "panic": start("--", "sh", "-c", "echo c >/proc/sysrq-trigger; sleep 100"),
+        "hang": start("--timeout", "60", "--", "sleep", "1000"),
+    }
+    res = {k: (p.wait(timeout=300), *p.communicate()) for k, p in jobs.items()}
+
+    rc, out, err = res["exit3"]
+    assert rc == 3, err
+    assert f"hello from {KERNEL}." in out, out
+
+    rc, out, err = res["panic"]
+    assert rc == 125, err
+    assert "without reporting a status" in err and "sysrq" in err.lower(), err
+
+    rc, out, err = res["hang"]
+    assert rc == 124, err
+    assert "did not finish within 60 s" in err, err
