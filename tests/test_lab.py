@@ -33,3 +33,20 @@ def test_exit_status_panic_and_hang():
     rc, out, err = res["hang"]
     assert rc == 124, err
     assert "did not finish within 60 s" in err, err
+
+
+def test_other_kernel_series():
+    """7.2 (sid, rxe with ODP) and 6.1 (bookworm) boot too; both at once."""
+    probe = "uname -r; ibv_devinfo -v -d rxe0"
+    jobs = {k: subprocess.Popen([RUN_GUEST, "--kernel", k, "--smp", "1", "--no-build", "--",
+                                 "sh", "-c", probe], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for k in ("7.2", "6.1")}
+    res = {k: (p.wait(timeout=1800), *p.communicate()) for k, p in jobs.items()}
+    for k, (rc, out, err) in res.items():
+        assert rc == 0, f"{k}: exit {rc}\n{err[-3000:]}"
+        assert out.splitlines()[0].startswith(k + "."), out
+        assert "PORT_ACTIVE" in out, out
+    odp = res["7.2"][1]
+    # rxe in 7.2 implements ODP: the general and RC capabilities say so.
+    assert "ODP_SUPPORT" in odp and "SUPPORT_WRITE" in odp, odp
