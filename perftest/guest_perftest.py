@@ -4,7 +4,9 @@
 Used by perftest/run-bench inside the lab guest; also runs by hand in the guest:
     python3 perftest/guest_perftest.py --dev rxe0 --csv /tmp/out.csv
 Each case runs REPEAT times; the CSV has one row per run:
-    device,test,bytes,metric,unit,value,run
+    device,test,bytes,metric,unit,value,run,note
+A case that fails is recorded once with an empty value and perftest's complaint as the note
+(the table then says why the row is empty), and the remaining runs of that case are skipped.
 """
 import argparse
 import csv
@@ -63,15 +65,22 @@ def main():
     port = 18515
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["device", "test", "bytes", "metric", "unit", "value", "run"])
+        w.writerow(["device", "test", "bytes", "metric", "unit", "value", "run", "note"])
         for dev in a.dev:
             for tool, size, iters, column, metric, unit in CASES:
                 for r in range(a.repeat):
                     port += 1
-                    out = run_case(dev, a.gid, tool, size, iters, port,
-                                   ["--odp"] if a.odp else [])
-                    v = parse(out, column)
-                    w.writerow([dev, tool, size, metric, unit, v, r])
+                    try:
+                        out = run_case(dev, a.gid, tool, size, iters, port,
+                                       ["--odp"] if a.odp else [])
+                        v = parse(out, column)
+                    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                        why = next((ln.strip() for ln in str(e).splitlines()[1:]
+                                    if ln.strip()), "failed")
+                        w.writerow([dev, tool, size, metric, unit, "", r, f"failed: {why}"])
+                        print(f"{dev} {tool} {size} B: {e}", flush=True)
+                        break
+                    w.writerow([dev, tool, size, metric, unit, v, r, ""])
                     f.flush()
                     print(f"{dev} {tool} {size} B run {r}: {v} {unit}", flush=True)
     return 0

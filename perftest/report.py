@@ -15,9 +15,14 @@ def main(path):
     runs = defaultdict(list)
     units = {}
     devices = []
+    notes = {}
     for row in csv.DictReader(open(path)):
         key = (row["test"], int(row["bytes"]), row["metric"])
-        runs[key, row["device"]].append(float(row["value"]))
+        if row["value"] == "":
+            notes[key, row["device"]] = row.get("note") or "failed"
+            runs.setdefault((key, row["device"]), [])
+        else:
+            runs[key, row["device"]].append(float(row["value"]))
         units[key] = row["unit"]
         if row["device"] not in devices:
             devices.append(row["device"])
@@ -37,7 +42,7 @@ def main(path):
         for d in devices:
             v = runs.get((k, d))
             if not v:
-                line += f"{'n/a':>16}{'':>8}{'':>3}"
+                line += f"{notes.get((k, d), 'n/a')[:26]:>27}"
                 continue
             med[d] = statistics.median(v)
             spread = (max(v) - min(v)) / med[d] * 100 if med[d] else 0.0
