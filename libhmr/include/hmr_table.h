@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * hmr_table.h - libhmr internals shared by hmr_table.c and hmr_mirror.c.
+ * Not part of the API.
+ */
+#ifndef HMR_TABLE_H
+#define HMR_TABLE_H
+
+#include "hmr.h"
+
+int hmr_table_init(struct hmr_mirror *m);
+void hmr_table_destroy(struct hmr_mirror *m);
+int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
+		       unsigned long npages, const u64 *pfns, unsigned long seq);
+void hmr_table_clear(struct hmr_mirror *m, unsigned long start,
+		     unsigned long end);
+
+#endif /* HMR_TABLE_H */
