@@ -61,3 +61,12 @@ def test_module_from_kmod_loads_and_unloads():
     if had_hmr0:  # leave the guest as guest-setup made it
         r = run("rdma", "link", "add", "hmr0", "type", "hmr", "netdev", "lo")
         assert r.returncode == 0, r.stderr
+
+
+def test_module_links_libhmr():
+    """libhmr is compiled into hmr.ko by kbuild: its entry points are module symbols."""
+    syms = open("/proc/kallsyms").read().splitlines()
+    mine = {line.split()[2] for line in syms if line.endswith("\t[hmr]")}
+    for sym in ("hmr_mirror_init", "hmr_mirror_populate", "hmr_mirror_invalidate",
+                "hmr_access_begin"):
+        assert sym in mine, f"{sym} is not a symbol of hmr.ko"
