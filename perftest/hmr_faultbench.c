@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmr_faultbench: cost of an RDMA WRITE / READ whose target pages are not present (first touch).
+ *
+ *   hmr_faultbench -d DEV [-o] [-r REPEAT] [-n ITERS]
+ *
+ * qp[0] writes into / reads from a target region of the same process through qp[1] (one
+ * device, RoCEv2 GID 1). The target is registered with IBV_ACCESS_ON_DEMAND (-o) or normally;
+ * the local buffer is always a normal MR. Cases, each timed over ITERS iterations (after one
+ * untimed warm-up) as post + poll of one signaled WR, clock_gettime(CLOCK_MONOTONIC):
+ *   bytes 4096     one 4 KiB page of a MADV_NOHUGEPAGE mapping
+ *   bytes 2097152  a 2 MiB aligned MADV_HUGEPAGE mapping (THP-backed when the device faults it
+ *                  in; a note on stderr says if the kernel did not give it a huge page)
+ *   state dropped  the target was MADV_DONTNEED'd before each iteration, so every WR faults
+ *                  (a WRITE allocates fresh pages, a READ maps the zero page) -- with -o only:
+ *                  a pinned MR keeps the old pages after MADV_DONTNEED, so without -o only the
+ *                  present cases run (a note on stderr says so)
+ *   state present  the target pages are present and mapped (no-fault baseline)
+ * Every transfer is verified (a WRITE's pattern in the target, a READ's pattern -- or zeros
+ * from dropped pages -- in the local buffer); a mismatch is an error (exit 1). Prints one CSV
+ * line per case and repeat (-r, default 1):
+ *   device,mode,op,bytes,state,median_ns,p99_ns,iters
+ * mode is odp or pinned. Exit 77 if -o and DEV has no RC ODP for WRITE and READ.
+ */
+#define _GNU_SOURCE
+#include "bench_common.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SMALL 4096ul
+#define HUGE (2ul << 20)
+
+struct fb {
+	struct bench b;
+	const char *dev;
+	int odp, iters;
+	struct bench_buf local, small, huge;
+	uint64_t *lat;
+};
+
+struct fcase {
+	enum ibv_wr_opcode op;
+	size_t bytes;
+	int dropped;
+};
+
+/* AnonHugePages (kB) of the mapping that holds ADDR, from /proc/self/smaps; -1 if unknown. */
+static long anon_huge_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	unsigned long a = (uintptr_t)addr, lo, hi;
+	int inside = 0;
+	long kb = -1;
+	char line[512], perm[8];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perm) == 3)	/* a mapping's header */
+			inside = a >= lo && a < hi;
+		else if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* One iteration of case C: prepare buffers (untimed), time post + poll into *NS, verify. */
+static int one_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_t *ns)
+{
+	struct bench_buf *t = c->bytes > SMALL ? &f->huge : &f->small;
+	int write = c->op == IBV_WR_RDMA_WRITE;
+	unsigned char pat = 1 + i % 251, want = write || !c->dropped ? pat : 0;
+	char *dst = write ? t->buf : f->local.buf;
+	size_t bad;
+	uint64_t t0;
+
+	memset(f->local.buf, write || c->dropped ? pat : 0, c->bytes);
+	if (c->dropped && madvise(t->buf, c->bytes, MADV_DONTNEED)) {
+		perror("madvise(MADV_DONTNEED)");
+		return -1;
+	}
+	if (!c->dropped)
+		memset(t->buf, write ? 0 : pat, c->bytes);
+	t0 = now_ns();
+	if (bench_rdma_sync(&f->b, c->op, f->local.buf, f->local.mr->lkey, c->bytes, t->buf, t->mr->rkey))
+		return -1;
+	*ns = now_ns() - t0;
+	bad = bench_check_fill(dst, c->bytes, want);
+	if (bad != c->bytes) {
+		fprintf(stderr, "data mismatch: %s %zu %s iteration %u: byte %zu is %#x, not %#x\n",
+			write ? "write" : "read", c->bytes, c->dropped ? "dropped" : "present", i,
+			bad, (unsigned char)dst[bad], want);
+		return -1;
+	}
+	return 0;
+}
+
+static int run_case(struct fb *f, const struct fcase *c)
+{
+	uint64_t ns;
+
+	for (int i = -1; i < f->iters; i++)	/* i == -1: untimed warm-up */
+		if (one_iter(f, c, (unsigned int)(i + 1), i < 0 ? &ns : &f->lat[i]))
+			return -1;
+	if (c->bytes == HUGE && c->op == IBV_WR_RDMA_WRITE && anon_huge_kb(f->huge.buf) == 0)
+		fprintf(stderr, "note: the 2 MiB target is not THP-backed after %s writes\n",
+			c->dropped ? "faulting" : "present");
+	printf("%s,%s,%s,%zu,%s,%" PRIu64 ",%" PRIu64 ",%d\n", f->dev, f->odp ? "odp" : "pinned",
+	       c->op == IBV_WR_RDMA_WRITE ? "write" : "read", c->bytes,
+	       c->dropped ? "dropped" : "present", bench_percentile(f->lat, f->iters, 50),
+	       bench_percentile(f->lat, f->iters, 99), f->iters);
+	fflush(stdout);
+	return 0;
+}
+
+static int run_all(struct fb *f, int repeat)
+{
+	static const enum ibv_wr_opcode ops[] = { IBV_WR_RDMA_WRITE, IBV_WR_RDMA_READ };
+	static const size_t sizes[] = { SMALL, HUGE };
+
+	if (!f->odp)
+		fprintf(stderr, "note: pinned MR: only the present cases run (after MADV_DONTNEED "
+			"a pinned MR keeps the old pages)\n");
+	printf("device,mode,op,bytes,state,median_ns,p99_ns,iters\n");
+	for (int r = 0; r < repeat; r++)
+		for (int dropped = f->odp; dropped >= 0; dropped--)
+			for (int s = 0; s < 2; s++)
+				for (int o = 0; o < 2; o++) {
+					struct fcase c = { ops[o], sizes[s], dropped };
+
+					if (run_case(f, &c))
+						return -1;
+				}
+	return 0;
+}
+
+static int setup(struct fb *f)
+{
+	int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+		     (f->odp ? IBV_ACCESS_ON_DEMAND : 0);
+	int err = bench_start(&f->b, "hmr_faultbench", f->dev, f->odp, 4);
+
+	if (err)
+		return err;
+	f->lat = calloc(f->iters, sizeof(*f->lat));
+	if (!f->lat) {
+		perror("hmr_faultbench: calloc");
+		return 1;
+	}
+	if (bench_buf_init(&f->b, &f->local, HUGE, SMALL, -1, 0, IBV_ACCESS_LOCAL_WRITE) ||
+	    bench_buf_init(&f->b, &f->small, SMALL, SMALL, MADV_NOHUGEPAGE, 0, access) ||
+	    bench_buf_init(&f->b, &f->huge, HUGE, HUGE, MADV_HUGEPAGE, 0, access))
+		return 1;
+	return 0;
+}
+
+static void teardown(struct fb *f)
+{
+	bench_buf_fini(&f->huge);
+	bench_buf_fini(&f->small);
+	bench_buf_fini(&f->local);
+	free(f->lat);
+	bench_close(&f->b);
+}
+
+int main(int argc, char **argv)
+{
+	struct fb f = { .iters = 100 };
+	int repeat = 1, opt, rc;
+
+	while ((opt = getopt(argc, argv, "d:or:n:")) != -1) {
+		switch (opt) {
+		case 'd': f.dev = optarg; break;
+		case 'o': f.odp = 1; break;
+		case 'r': repeat = atoi(optarg); break;
+		case 'n': f.iters = atoi(optarg); break;
+		default:
+			fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (!f.dev || repeat < 1 || f.iters < 1) {
+		fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS]\n", argv[0]);
+		return 2;
+	}
+	rc = setup(&f);
+	if (!rc)
+		rc = run_all(&f, repeat) ? 1 : 0;
+	teardown(&f);
+	return rc;
+}
