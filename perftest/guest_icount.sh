@@ -1,0 +1,50 @@
+#!/bin/sh
+# guest_icount.sh OUT REGMAX ODPMAX DEV...: the in-process cost benchmarks, run inside the
+# instruction-clock guest by run-bench (or by hand: tests/lab/run-guest --icount -- sh
+# perftest/guest_icount.sh /tmp 16777216 16777216 rxe0). For each DEV: registration cost
+# (pinned up to REGMAX, ODP up to ODPMAX), first-touch fault cost (ODP, and present pages),
+# fence latency (ODP); and plain memcpy once. Writes OUT/{reg,fault,fence,memcpy}-<kernel>.csv.
+set -u
+out=$1 regmax=$2 odpmax=$3
+shift 3
+bin=build/guest-$(uname -r)/user/perftest
+k=$(uname -r | cut -d. -f1,2)
+reg=$out/reg-$k.csv fault=$out/fault-$k.csv fence=$out/fence-$k.csv
+echo device,mode,bytes,reg_ns,dereg_ns,run >"$reg"
+echo device,mode,op,bytes,state,median_ns,p99_ns,iters >"$fault"
+echo device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors >"$fence"
+rc=0
+# run CSV TOOL ARGS...: append TOOL's CSV lines (without its header) to CSV; remember failures.
+run() {
+	csv=$1
+	shift
+	if "$@" >"$out/.run"; then
+		tail -n +2 "$out/.run" >>"$csv"
+	else
+		echo "[$k] failed: $*" >&2
+		rc=1
+	fi
+}
+for d in "$@"; do
+	if ! ibv_devinfo -d "$d" >/dev/null 2>&1; then
+		echo "[$k] $d: no such device here: nothing measured" >&2
+		rc=1
+		continue
+	fi
+	echo "[$k] $d: registration" >&2
+	run "$reg" "$bin/hmr_regbench" -d "$d" -r 3 -m "$regmax"
+	run "$reg" "$bin/hmr_regbench" -d "$d" -o -r 3 -m "$odpmax"
+	echo "[$k] $d: first-touch faults" >&2
+	run "$fault" "$bin/hmr_faultbench" -d "$d" -r 3 -n 30
+	"$bin/hmr_faultbench" -d "$d" -o -r 3 -n 30 >"$out/.odp" 2>"$out/.err"
+	case $? in
+	0) tail -n +2 "$out/.odp" >>"$fault" ;;
+	77) echo "[$k] $d has no ODP: no ODP fault or fence rows" >&2; continue ;;
+	*) cat "$out/.err" >&2; rc=1; continue ;;
+	esac
+	echo "[$k] $d: fence latency" >&2
+	run "$fence" "$bin/hmr_fencebench" -d "$d" -o -n 50
+done
+rm -f "$out/.odp" "$out/.err" "$out/.run"
+"$bin/hmr_memcpy" -r 3 >"$out/memcpy-$k.csv" || rc=1
+exit $rc
