@@ -23,13 +23,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
+#include "bench_common.h"
 
 static struct ibv_context *open_dev(const char *name)
 {
