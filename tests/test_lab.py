@@ -13,12 +13,15 @@ def start(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_exit_status_panic_and_hang():
-    # Three guests at once: one boot's worth of waiting for three contracts.
+def test_exit_status_panic_hang_and_warn():
+    # Four guests at once: one boot's worth of waiting for four contracts.
     jobs = {
         "exit3": start("--", "sh", "-c", "echo hello from $(uname -r); exit 3"),
         "panic": start("--", "sh", "-c", "echo c >/proc/sysrq-trigger; sleep 100"),
         "hang": start("--timeout", "60", "--", "sleep", "1000"),
+        # A kernel log line shaped like a WARN splat (written through /dev/kmsg) must fail a
+        # command that itself succeeded.
+        "warn": start("--", "sh", "-c", "echo 'WARNING: CPU: 0 PID: 1 at lab-selftest' >/dev/kmsg"),
     }
     res = {k: (p.wait(timeout=300), *p.communicate()) for k, p in jobs.items()}
 
@@ -33,6 +36,10 @@ def test_exit_status_panic_and_hang():
     rc, out, err = res["hang"]
     assert rc == 124, err
     assert "did not finish within 60 s" in err, err
+
+    rc, out, err = res["warn"]
+    assert rc == 126, err
+    assert "WARN/BUG/oops" in err and "lab-selftest" in err, err
 
 
 def test_other_kernel_series():
