@@ -102,6 +102,7 @@ static int hmr_fence(struct hmr_mirror *m, unsigned long pfn0,
 			return -EAGAIN;
 		}
 		atomic_inc(&m->fence_waiters);
+		/* pairs with the smp_mb() in access_end: it sees us, or we see its release */
 		smp_mb__after_atomic();
 		wait_event(m->fence_wq, READ_ONCE(m->slots[i]) != v);
 		atomic_dec(&m->fence_waiters);
@@ -148,6 +149,7 @@ static void hmr_slot_release(struct hmr_mirror *m, unsigned int i)
 {
 	unsigned long v = READ_ONCE(m->slots[i]);
 
+	/* publish that the chunk is over: a fence waiting on this slot may proceed */
 	smp_store_release(&m->slots[i], (v + 2) & HMR_SLOT_GEN);
 	smp_mb();	/* release before reading fence_waiters */
 	if (atomic_read(&m->fence_waiters))

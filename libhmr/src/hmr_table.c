@@ -133,6 +133,7 @@ void hmr_table_destroy(struct hmr_mirror *m)
 /* Under @d's lock: a full barrier, then the device's sequence check. */
 static int hmr_seq_check(struct hmr_mirror *m, unsigned long seq)
 {
+	/* order our reads of the table after the notifier's sequence update */
 	smp_mb();
 	if (m->ops->seq_stale(m->priv, seq)) {
 		atomic_long_inc(&m->stat.populate_stale);
@@ -168,6 +169,7 @@ static int hmr_dir_link(struct hmr_mirror *m, struct hmr_dir *d,
 		WRITE_ONCE(d->nr, d->nr + 1);
 	}
 	*e = hmr_table_slot(pa->dir);
+	/* publish the initialised directory to lock-free lookups */
 	smp_store_release(&d->slot[i], *e);
 	pa->dir = NULL;
 out:
@@ -209,7 +211,9 @@ again:
 		if (*err < 0)
 			return NULL;
 		*err = 0;
-		if (!pa->dir && !(pa->dir = hmr_dir_alloc(m))) {
+		if (!pa->dir)
+			pa->dir = hmr_dir_alloc(m);
+		if (!pa->dir) {
 			*err = -ENOMEM;
 			return NULL;
 		}
@@ -327,6 +331,7 @@ static int hmr_install_small(struct hmr_mirror *m, unsigned long addr,
 			WRITE_ONCE(d->nr, d->nr + 1);
 		e = hmr_table_slot(pa->leaf);
 		pa->leaf = NULL;
+		/* publish the initialised leaf table to lock-free lookups */
 		smp_store_release(&d->slot[i], e);
 	}
 	leaf = hmr_slot_table(e);
