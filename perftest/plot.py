@@ -47,7 +47,8 @@ def plot_reg(path, png):
     ax.set_ylabel("ibv_reg_mr time (guest µs, instruction clock)")
     ax.set_title(os.path.basename(path))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if series:
+        ax.legend()
     fig.savefig(png, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
