@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every difference between the kernels hmr builds for (6.1, 6.12, 7.2) lives
+ * here, so the rest of kmod/ has no version conditionals. Features are detected from the
+ * kernel's headers by kmod/Kbuild (HMR_HAVE_*), not guessed from version numbers.
+ */
+#ifndef HMR_COMPAT_H
+#define HMR_COMPAT_H
+
+#include <rdma/ib_verbs.h>
+#include <rdma/uverbs_ioctl.h>
+
+/*
+ * create_cq's last argument: ib_udata in 6.1, the uverbs attribute bundle in 6.12 and later
+ * (changed in 6.10). Kernel callers pass NULL either way.
+ */
+#ifdef HMR_HAVE_CREATE_CQ_ATTRS
+#define hmr_cq_last_t	struct uverbs_attr_bundle
+static inline struct ib_udata *hmr_create_cq_udata(struct uverbs_attr_bundle *attrs)
+{
+	return attrs ? &attrs->driver_udata : NULL;
+}
+#else
+#define hmr_cq_last_t	struct ib_udata
+static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
+{
+	return udata;
+}
+#endif
+
+/* reg_user_mr gained a DMA handle (struct ib_dmah *) in 6.17: absent in 6.12, present in 7.2. */
+#ifdef HMR_HAVE_IB_DMAH
+#define HMR_REG_USER_MR_EXTRA_ARG	struct ib_dmah *dmah,
+#else
+#define HMR_REG_USER_MR_EXTRA_ARG
+#endif
+
+#endif /* HMR_COMPAT_H */

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * hmr: a software RDMA device whose memory regions are mirrored, never pinned.
+ *
+ * Object model: one struct hmr_dev per `rdma link add NAME type hmr netdev IF`, with one
+ * RoCE-style port bound to IF. Every verbs object embeds the ib_* object as its first member
+ * (INIT_RDMA_OBJ_SIZE): the RDMA core allocates and frees the memory, hmr only fills it in.
+ */
+#ifndef HMR_DEV_H
+#define HMR_DEV_H
+
+#include <linux/completion.h>
+#include <linux/list.h>
+#include <linux/refcount.h>
+#include <linux/mmu_notifier.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <rdma/ib_verbs.h>
+
+#include "hmr.h"		/* libhmr: the mirrored device page table */
+#include "hmr_compat.h"
+#include "hmr_ring.h"
+
+#define HMR_PORT		1
+#define HMR_VENDOR_ID		0xffffff	/* no IEEE OUI: a software device */
+#define HMR_GID_TABLE_LEN	64
+#define HMR_MAX_MSG_SIZE	(1u << 31)
+
+/* Device limits (query_device). Rings are physically contiguous: keep them modest. */
+#define HMR_MAX_QP		(1 << 14)
+#define HMR_MAX_QP_WR		(1 << 12)
+#define HMR_MAX_SGE		16
+#define HMR_MAX_CQ		(1 << 14)
+#define HMR_MAX_CQE		(1 << 14)
+#define HMR_MAX_MR		(1 << 16)
+#define HMR_MAX_PD		(1 << 16)
+#define HMR_MAX_RD_ATOM		16
+#define HMR_MAX_INLINE		256
+
+struct hmr_dev {
+	struct ib_device ibdev;
+	/*
+	 * The netdev the port is bound to. Set once before registration; the core holds the
+	 * reference (ib_device_set_netdev) until the device is deallocated.
+	 */
+	struct net_device *ndev;
+	/* Entry in hmr_devices, protected by hmr_devices_lock (hmr_main.c). */
+	struct list_head list;
+	/* Registration finished: the netdev notifier may queue unregistration. hmr_devices_lock. */
+	bool registered;
+	/* QP number -> struct hmr_qp; the xarray's own lock. */
+	struct xarray qps;
+	u32 next_qpn;			/* cyclic QPN allocation, under the xarray's lock */
+	/* MR index (key >> 8) -> struct hmr_mr; the xarray's own lock. */
+	struct xarray mrs;
+	u32 next_mr;			/* cyclic MR index allocation, under the xarray's lock */
+};
+
+struct hmr_ucontext {
+	struct ib_ucontext ibuc;
+};
+
+struct hmr_pd {
+	struct ib_pd ibpd;
+};
+
+struct hmr_cq {
+	struct ib_cq ibcq;
+	struct hmr_ring ring;		/* CQEs; the kernel produces */
+	/* Serialises producers; protects prod, notify and error. */
+	spinlock_t lock;
+	u32 prod;			/* producer index: the kernel's own copy */
+	u8 notify;			/* armed: 0, IB_CQ_SOLICITED or IB_CQ_NEXT_COMP */
+	bool error;			/* overflowed: no more completions */
+};
+
+struct hmr_mr {
+	struct ib_mr ibmr;
+	/* Subscription to [start, start + length) of the registering process's mm. */
+	struct mmu_interval_notifier notifier;
+	/*
+	 * The device's view of that range (libhmr): filled by faults (hmm_range_fault), emptied
+	 * and fenced by the notifier, read by the DMA engine a chunk at a time.
+	 */
+	struct hmr_mirror mirror;
+	refcount_t ref;			/* lookups by key (hmr_mr_get) and the registration */
+	struct completion done;		/* ref reached zero: dereg may free */
+	u64 start;			/* user virtual address */
+	u64 length;
+	u64 iova;			/* address the MR is accessed by: iova maps to start */
+	int access;			/* IB_ACCESS_* */
+};
+
+struct hmr_transport_ops;
+
+/*
+ * Locking: qp->lock (the requester: modify/query, the SQ, the bounce buffer) may be held
+ * while taking any QP's resp_lock (the responder: the RQ); never the other way round.
+ */
+struct hmr_qp {
+	struct ib_qp ibqp;
+	struct hmr_ring sq;		/* send WQEs; the provider produces, the kernel consumes */
+	struct hmr_ring rq;		/* receive WQEs; likewise */
+	/* The requester's lock; protects everything below up to resp_lock. */
+	struct mutex lock;
+	enum ib_qp_state state;		/* written under lock and resp_lock; read with either */
+	struct ib_qp_attr attr;		/* as set by modify_qp; ah_attr.grh.sgid_attr is NULL */
+	struct ib_qp_cap cap;		/* what the QP really has */
+	u32 sq_cons;			/* SQ consumer index: the kernel's own copy */
+	bool sq_sig_all;		/* IB_SIGNAL_ALL_WR */
+	bool destroying;		/* no more RNR retries are scheduled */
+	u8 rnr_left;			/* RNR retries left for the WQE at the head of the SQ */
+	u8 retry_left;			/* transport retries left for it */
+	void *bounce;			/* one DMA chunk, allocated on first use */
+	const struct hmr_transport_ops *transport;
+	struct delayed_work retry_work;	/* retries the SQ after an RNR NAK or a timeout */
+	struct work_struct err_work;	/* moves the QP to ERROR for its responder */
+	/* The responder's lock; protects rq_cons. */
+	struct mutex resp_lock;
+	u32 rq_cons;			/* RQ consumer index: the kernel's own copy */
+	refcount_t ref;			/* lookups by QPN (hmr_qp_get) and the QP's own */
+	struct completion done;		/* ref reached zero: destroy may proceed */
+};
+
+static inline struct hmr_dev *to_hdev(struct ib_device *ibdev)
+{
+	return container_of(ibdev, struct hmr_dev, ibdev);
+}
+
+static inline struct hmr_qp *to_hqp(struct ib_qp *ibqp)
+{
+	return container_of(ibqp, struct hmr_qp, ibqp);
+}
+
+static inline struct hmr_mr *to_hmr(struct ib_mr *ibmr)
+{
+	return container_of(ibmr, struct hmr_mr, ibmr);
+}
+
+static inline struct hmr_cq *to_hcq(struct ib_cq *ibcq)
+{
+	return container_of(ibcq, struct hmr_cq, ibcq);
+}
+
+/* hmr_verbs.c */
+extern const struct ib_device_ops hmr_dev_ops;
+enum ib_port_state hmr_port_state(struct hmr_dev *hdev);
+
+/* hmr_cq.c */
+int hmr_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
+		  hmr_cq_last_t *hmr_last);
+int hmr_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata);
+int hmr_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc);
+int hmr_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags);
+int hmr_cq_post(struct hmr_cq *cq, const struct hmr_cqe *cqe, bool solicited);
+
+/* hmr_qp.c */
+int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata);
+int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata);
+int hmr_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		  struct ib_udata *udata);
+int hmr_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		 struct ib_qp_init_attr *init);
+int hmr_qp_doorbell(struct hmr_qp *qp);
+struct hmr_qp *hmr_qp_get(struct hmr_dev *hdev, u32 qpn);
+void hmr_qp_put(struct hmr_qp *qp);
+void hmr_qp_flush(struct hmr_qp *qp);
+void hmr_qp_set_error(struct hmr_qp *qp);
+void hmr_qp_fatal(struct hmr_qp *qp);
+void hmr_qp_error_async(struct hmr_qp *qp);
+
+/* hmr_req.c */
+void hmr_req_process(struct hmr_qp *qp);
+void hmr_req_retry_work(struct work_struct *work);
+
+/* hmr_resp.c */
+struct hmr_sgl;
+int hmr_sgl_resolve(struct hmr_qp *qp, struct hmr_sgl *sgl, const struct hmr_sge *sge,
+		    u32 num, int access);
+void hmr_sgl_put(struct hmr_sgl *sgl);
+
+/* hmr_mr.c */
+struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iova,
+			      int access, HMR_REG_USER_MR_EXTRA_ARG struct ib_udata *udata);
+int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata);
+struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access);
+struct hmr_mr *hmr_mr_get(struct hmr_dev *hdev, u32 key);
+void hmr_mr_put(struct hmr_mr *mr);
+bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int access);
+int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr);
+int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u64 swap,
+		  u64 *orig);
+
+/* hmr_ring.c */
+int hmr_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma);
+void hmr_mmap_free(struct rdma_user_mmap_entry *rentry);
+
+/* hmr_main.c */
+void hmr_dealloc_driver(struct ib_device *ibdev);
+struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn);
+
+#endif /* HMR_DEV_H */

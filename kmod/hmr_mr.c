@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Memory regions, never pinned. An MR records a range of the registering process's address
+ * space and its rights, subscribes an mmu_interval_notifier to it and owns a libhmr mirror
+ * of it; registration costs O(number of VMAs), not O(pages), and takes no page reference.
+ *
+ * The DMA engine (hmr_mr_copy(), hmr_mr_atomic()) reads the mirror a chunk at a time with
+ * hmr_access_begin/end; a missing page is faulted with hmm_range_fault over a window and
+ * installed with hmr_mirror_populate(), which refuses a stale notifier sequence. The
+ * notifier makes the sequence stale and calls hmr_mirror_invalidate(), which clears the
+ * entries and waits for the chunks in flight on them: the fence waits for one chunk at most.
+ * Protocol and proofs: Documentation.md section 3 (libhmr).
+ */
+#include <linux/highmem.h>
+#include <linux/hmm.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/random.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+
+#include "hmr_dev.h"
+
+/* MR indices: the upper 24 bits of a key; the low 8 bits make reused keys differ. */
+#define HMR_MR_INDEX_LIMIT	XA_LIMIT(1, (1 << 24) - 1)
+
+#define HMR_MR_ACCESS_WRITE	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | \
+				 IB_ACCESS_REMOTE_ATOMIC)
+
+/* Entry format of the mirror: the page's physical address and three flag bits. */
+#define HMR_MR_PTE_HUGE		BIT_ULL(0)
+#define HMR_MR_PTE_PRESENT	BIT_ULL(1)
+#define HMR_MR_PTE_WRITE	BIT_ULL(2)
+#define HMR_MR_PTE_ADDR		GENMASK_ULL(51, PAGE_SHIFT)
+
+static u64 hmr_mr_encode(void *priv, u64 pfn, unsigned int flags)
+{
+	return PFN_PHYS(pfn) | HMR_MR_PTE_PRESENT |
+	       (flags & HMR_PTE_WRITE ? HMR_MR_PTE_WRITE : 0) |
+	       (flags & HMR_PTE_HUGE ? HMR_MR_PTE_HUGE : 0);
+}
+
+static bool hmr_mr_seq_stale(void *priv, unsigned long seq)
+{
+	struct hmr_mr *mr = priv;
+
+	return mmu_interval_read_retry(&mr->notifier, seq);
+}
+
+static const struct hmr_mirror_ops hmr_mr_mirror_ops = {
+	.present = HMR_MR_PTE_PRESENT,
+	.writable = HMR_MR_PTE_WRITE,
+	.huge = HMR_MR_PTE_HUGE,
+	.addr_mask = HMR_MR_PTE_ADDR,
+	.encode = hmr_mr_encode,
+	.seq_stale = hmr_mr_seq_stale,
+};
+
+/* The MR's pages, page aligned: what the notifier covers and the mirror may hold. */
+static unsigned long hmr_mr_first(struct hmr_mr *mr)
+{
+	return round_down(mr->start, PAGE_SIZE);
+}
+
+static unsigned long hmr_mr_end(struct hmr_mr *mr)
+{
+	return round_up(mr->start + mr->length, PAGE_SIZE);
+}
+
+static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
+			      const struct mmu_notifier_range *range, unsigned long cur_seq)
+{
+	struct hmr_mr *mr = container_of(mni, struct hmr_mr, notifier);
+	unsigned long start = max(range->start, hmr_mr_first(mr));
+	unsigned long end = min(range->end, hmr_mr_end(mr));
+
+	mmu_interval_set_seq(mni, cur_seq);
+	if (start >= end)
+		return true;
+	/* Not blockable and a chunk in flight: entries are cleared, the caller retries. */
+	return hmr_mirror_invalidate(&mr->mirror, start, end,
+				     mmu_notifier_range_blockable(range)) != -EAGAIN;
+}
+
+static const struct mmu_interval_notifier_ops hmr_mr_notifier_ops = {
+	.invalidate = hmr_mr_invalidate,
+};
+
+/*
+ * A non-ODP registration must cover mapped memory only (the verbs contract of ibv_reg_mr):
+ * every byte in a VMA HMM can fault, writable if the MR may be written. Pages are not touched.
+ */
+static int hmr_mr_chk_mapped(struct mm_struct *mm, u64 start, u64 length, bool write)
+{
+	struct vm_area_struct *vma;
+	u64 addr = start, end = start + length;
+	int ret = 0;
+
+	mmap_read_lock(mm);
+	while (addr < end) {
+		vma = vma_lookup(mm, addr);
+		if (!vma || (vma->vm_flags & (VM_IO | VM_PFNMAP)) || !(vma->vm_flags & VM_READ) ||
+		    (write && !(vma->vm_flags & VM_WRITE))) {
+			ret = -EFAULT;
+			break;
+		}
+		addr = vma->vm_end;
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+static int hmr_mr_chk_range(u64 start, u64 length, u64 iova)
+{
+	u64 end;
+
+	if (!length || check_add_overflow(start, length, &end) || end > TASK_SIZE_MAX)
+		return -EINVAL;
+	if (check_add_overflow(iova, length, &end))
+		return -EINVAL;
+	return 0;
+}
+
+static int hmr_mr_alloc_key(struct hmr_dev *hdev, struct hmr_mr *mr)
+{
+	u32 index;
+	int ret;
+
+	ret = xa_alloc_cyclic(&hdev->mrs, &index, mr, HMR_MR_INDEX_LIMIT, &hdev->next_mr,
+			      GFP_KERNEL);
+	if (ret < 0)
+		return ret;
+	mr->ibmr.lkey = index << 8 | get_random_u8();
+	mr->ibmr.rkey = mr->ibmr.lkey;
+	return 0;
+}
+
+struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iova,
+			      int access, HMR_REG_USER_MR_EXTRA_ARG struct ib_udata *udata)
+{
+	struct hmr_dev *hdev = to_hdev(ibpd->device);
+	struct hmr_mr *mr;
+	int ret;
+
+	if (!udata)
+		return ERR_PTR(-EOPNOTSUPP);
+	/* Optional flags (relaxed ordering) are hints a software device may ignore. */
+	access &= ~IB_ACCESS_OPTIONAL;
+	if (access & ~(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ))
+		return ERR_PTR(-EOPNOTSUPP);
+	ret = hmr_mr_chk_range(start, length, iova);
+	if (ret)
+		return ERR_PTR(ret);
+	ret = hmr_mr_chk_mapped(current->mm, start, length, access & HMR_MR_ACCESS_WRITE);
+	if (ret)
+		return ERR_PTR(ret);
+
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
+	if (!mr)
+		return ERR_PTR(-ENOMEM);
+	ret = hmr_mirror_init(&mr->mirror, &hmr_mr_mirror_ops, mr);
+	if (ret)
+		goto err_free;
+	refcount_set(&mr->ref, 1);
+	init_completion(&mr->done);
+	mr->start = start;
+	mr->length = length;
+	mr->iova = iova;
+	mr->access = access;
+	ret = mmu_interval_notifier_insert(&mr->notifier, current->mm, start, length,
+					   &hmr_mr_notifier_ops);
+	if (ret)
+		goto err_mirror;
+	ret = hmr_mr_alloc_key(hdev, mr);
+	if (ret)
+		goto err_notifier;
+	return &mr->ibmr;
+
+err_notifier:
+	mmu_interval_notifier_remove(&mr->notifier);
+err_mirror:
+	hmr_mirror_destroy(&mr->mirror);
+err_free:
+	kfree(mr);
+	return ERR_PTR(ret);
+}
+
+int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
+{
+	struct hmr_dev *hdev = to_hdev(ibmr->device);
+	struct hmr_mr *mr = to_hmr(ibmr);
+
+	xa_erase(&hdev->mrs, ibmr->lkey >> 8);
+	/* No new users can find it; wait for the work requests using it now. */
+	hmr_mr_put(mr);
+	wait_for_completion(&mr->done);
+	/* Waits for a running invalidation; later ones no longer see this MR. */
+	mmu_interval_notifier_remove(&mr->notifier);
+	hmr_mirror_destroy(&mr->mirror);	/* tables go after an RCU grace period */
+	kfree(mr);
+	return 0;
+}
+
+/* Kernel consumers only: hmr has none. */
+struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+/* The MR @key names on @hdev, with a reference (hmr_mr_put()), or NULL. */
+struct hmr_mr *hmr_mr_get(struct hmr_dev *hdev, u32 key)
+{
+	struct hmr_mr *mr;
+
+	xa_lock(&hdev->mrs);
+	mr = xa_load(&hdev->mrs, key >> 8);
+	if (mr && (mr->ibmr.lkey != key || !refcount_inc_not_zero(&mr->ref)))
+		mr = NULL;
+	xa_unlock(&hdev->mrs);
+	return mr;
+}
+
+void hmr_mr_put(struct hmr_mr *mr)
+{
+	if (refcount_dec_and_test(&mr->ref))
+		complete(&mr->done);
+}
+
+/* Does [iova, iova + len) lie in @mr, of protection domain @pd, with rights @access? */
+bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int access)
+{
+	u64 end;
+
+	if (mr->ibmr.pd != pd || (mr->access & access) != access)
+		return false;
+	if (check_add_overflow(iova, len, &end))
+		return false;
+	return iova >= mr->iova && end <= mr->iova + mr->length;
+}
+
+/*
+ * Fault a window of pages around @addr (the chunk's worth, within the MR) and install them
+ * in the mirror. The mm is the registering process's; it may be another process than the
+ * caller's. Returns 0 (also when the installed entries went stale again: the caller
+ * retries the access) or -EFAULT.
+ */
+static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, bool write)
+{
+	unsigned long start = max(addr, hmr_mr_first(mr));
+	unsigned long end = min(start + HMR_CHUNK_PAGES * PAGE_SIZE, hmr_mr_end(mr));
+	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	unsigned long hpfns[HMR_CHUNK_PAGES];
+	u64 pfns[HMR_CHUNK_PAGES];
+	struct mm_struct *mm = mr->notifier.mm;
+	struct hmm_range range = {
+		.notifier = &mr->notifier,
+		.start = start,
+		.end = end,
+		.hmm_pfns = hpfns,
+		.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+	};
+	unsigned long i, npages = (end - start) >> PAGE_SHIFT;
+	int ret;
+
+	if (!mmget_not_zero(mm))
+		return -EFAULT;
+	do {
+		range.notifier_seq = mmu_interval_read_begin(&mr->notifier);
+		mmap_read_lock(mm);
+		ret = hmm_range_fault(&range);
+		mmap_read_unlock(mm);
+		if (ret)
+			continue;
+		for (i = 0; i < npages; i++)
+			pfns[i] = !(hpfns[i] & HMM_PFN_VALID) ? 0 :
+				  HMR_PFN_VALID | (hpfns[i] & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0) |
+				  (hpfns[i] & ~HMM_PFN_FLAGS);
+		ret = hmr_mirror_populate(&mr->mirror, start, npages, pfns, range.notifier_seq);
+		if (ret == -EAGAIN)
+			ret = -EBUSY;
+	} while (ret == -EBUSY && time_before(jiffies, timeout));
+	mmput(mm);
+	return ret ? -EFAULT : 0;
+}
+
+/*
+ * Begin the access to the first chunk of [va, va + len): returns 0 with the chunk in flight
+ * (hmr_access_end() when done), or -EFAULT. Faults what is missing.
+ */
+static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsigned long va,
+			       size_t len, bool write)
+{
+	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	int ret;
+
+	while (time_before(jiffies, timeout)) {
+		ret = hmr_access_begin(&mr->mirror, acc, va, len, write);
+		if (!ret)
+			return 0;
+		if (ret == -ENOENT)
+			ret = hmr_mr_fault(mr, acc->fault_addr, write);
+		else if (ret == -EBUSY)
+			cond_resched();	/* every in-flight slot is taken */
+		if (ret && ret != -EBUSY)
+			return -EFAULT;
+	}
+	return -EFAULT;
+}
+
+static void *hmr_access_map(struct hmr_access *acc, unsigned int i)
+{
+	return kmap_local_page(pfn_to_page(PHYS_PFN(acc->page[i])));
+}
+
+/* Copy between the chunk @acc and @buf. */
+static void hmr_mr_copy_chunk(struct hmr_access *acc, void *buf, bool to_mr)
+{
+	unsigned long va = acc->addr;
+	size_t done = 0;
+	unsigned int i;
+
+	for (i = 0; done < acc->len; i++) {
+		unsigned int off = offset_in_page(va + done);
+		size_t n = min_t(size_t, acc->len - done, PAGE_SIZE - off);
+		void *p = hmr_access_map(acc, i);
+
+		if (to_mr)
+			memcpy(p + off, buf + done, n);
+		else
+			memcpy(buf + done, p + off, n);
+		kunmap_local(p);
+		done += n;
+	}
+}
+
+/*
+ * Copy @len bytes between @mr at @iova and the kernel buffer @buf, a chunk at a time, so an
+ * invalidation waits for one chunk at most. Returns 0 or -EFAULT (the memory is gone or
+ * lost its rights since registration). Caller checked the range.
+ */
+int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
+{
+	unsigned long va = mr->start + (iova - mr->iova);
+	struct hmr_access acc;
+
+	while (len) {
+		if (hmr_mr_access_begin(mr, &acc, va, len, to_mr))
+			return -EFAULT;
+		hmr_mr_copy_chunk(&acc, buf, to_mr);
+		hmr_access_end(&mr->mirror, &acc);
+		va += acc.len;
+		buf += acc.len;
+		len -= acc.len;
+	}
+	return 0;
+}
+
+/*
+ * An 8-byte atomic at @iova (8-byte aligned, checked by the caller) with CPU atomics, so it
+ * is atomic against other hmr atomics and the CPU alike. Returns the original value in @orig.
+ */
+int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u64 swap,
+		  u64 *orig)
+{
+	unsigned long va = mr->start + (iova - mr->iova);
+	struct hmr_access acc;
+	void *kaddr;
+	u64 *p, old;
+
+	if (hmr_mr_access_begin(mr, &acc, va, sizeof(u64), true))
+		return -EFAULT;
+	kaddr = hmr_access_map(&acc, 0);
+	p = kaddr + offset_in_page(va);
+	if (cmp_swap) {
+		old = cmpxchg64(p, compare_add, swap);
+	} else {
+		old = READ_ONCE(*p);
+		while (!try_cmpxchg64(p, &old, old + compare_add))
+			;
+	}
+	kunmap_local(kaddr);
+	hmr_access_end(&mr->mirror, &acc);
+	*orig = old;
+	return 0;
+}

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * RC queue pairs: creation with their SQ/RQ rings, the state machine (modify/query), and
+ * flushing outstanding work requests when a QP enters the error state.
+ */
+#include <linux/log2.h>
+#include <linux/mutex.h>
+#include <rdma/ib_user_verbs.h>
+#include <rdma/uverbs_ioctl.h>
+
+#include "hmr_dev.h"
+#include "hmr_transport.h"
+
+/* QP numbers 0 and 1 are the special QPs of the IB spec. */
+#define HMR_QPN_LIMIT	XA_LIMIT(2, (1 << 24) - 1)
+#define HMR_PSN_MASK	((1 << 24) - 1)
+
+static int hmr_qp_chk_init(struct ib_qp_init_attr *init)
+{
+	struct ib_qp_cap *cap = &init->cap;
+
+	if (init->qp_type != IB_QPT_RC || init->srq || init->create_flags)
+		return -EOPNOTSUPP;
+	if (cap->max_send_wr > HMR_MAX_QP_WR || cap->max_recv_wr > HMR_MAX_QP_WR ||
+	    cap->max_send_sge > HMR_MAX_SGE || cap->max_recv_sge > HMR_MAX_SGE ||
+	    cap->max_inline_data > HMR_MAX_INLINE)
+		return -EINVAL;
+	return 0;
+}
+
+static int hmr_qp_init_rings(struct hmr_qp *qp, struct ib_ucontext *uctx,
+			     struct ib_qp_init_attr *init, struct hmr_create_qp_resp *resp)
+{
+	struct ib_qp_cap *cap = &init->cap;
+	int ret;
+
+	ret = hmr_ring_init(&qp->sq, uctx, max(cap->max_send_wr, 1u),
+			    sizeof(struct hmr_send_wqe), &resp->sq_mmap_offset, &resp->sq_mmap_size);
+	if (ret)
+		return ret;
+	ret = hmr_ring_init(&qp->rq, uctx, max(cap->max_recv_wr, 1u),
+			    sizeof(struct hmr_recv_wqe), &resp->rq_mmap_offset, &resp->rq_mmap_size);
+	if (ret)
+		goto err_sq;
+	resp->sq_num = qp->sq.num;
+	resp->rq_num = qp->rq.num;
+	/* Report what the QP really has: at least what was asked. */
+	cap->max_send_wr = qp->sq.num;
+	cap->max_recv_wr = qp->rq.num;
+	cap->max_send_sge = HMR_MAX_SGE;
+	cap->max_recv_sge = HMR_MAX_SGE;
+	cap->max_inline_data = HMR_MAX_INLINE;
+	qp->cap = *cap;
+	return 0;
+
+err_sq:
+	hmr_ring_destroy(&qp->sq);
+	return ret;
+}
+
+static void hmr_qp_err_work(struct work_struct *work);
+
+int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata)
+{
+	struct hmr_dev *hdev = to_hdev(ibqp->device);
+	struct hmr_create_qp_resp resp = {};
+	struct hmr_qp *qp = to_hqp(ibqp);
+	struct hmr_ucontext *uctx;
+	u32 qpn;
+	int ret;
+
+	if (!udata)
+		return -EOPNOTSUPP;	/* no kernel consumers */
+	ret = hmr_qp_chk_init(init);
+	if (ret)
+		return ret;
+	if (udata->outlen < sizeof(resp))
+		return -EINVAL;
+	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+
+	mutex_init(&qp->lock);
+	mutex_init(&qp->resp_lock);
+	refcount_set(&qp->ref, 1);
+	init_completion(&qp->done);
+	INIT_DELAYED_WORK(&qp->retry_work, hmr_req_retry_work);
+	INIT_WORK(&qp->err_work, hmr_qp_err_work);
+	qp->transport = &hmr_loopback_transport;
+	qp->state = IB_QPS_RESET;
+	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
+	ret = hmr_qp_init_rings(qp, &uctx->ibuc, init, &resp);
+	if (ret)
+		goto err_mutex;
+	ret = xa_alloc_cyclic(&hdev->qps, &qpn, qp, HMR_QPN_LIMIT, &hdev->next_qpn, GFP_KERNEL);
+	if (ret < 0)
+		goto err_rings;
+	ibqp->qp_num = qpn;
+	ret = ib_copy_to_udata(udata, &resp, sizeof(resp));
+	if (ret)
+		goto err_qpn;
+	return 0;
+
+err_qpn:
+	xa_erase(&hdev->qps, qpn);
+err_rings:
+	hmr_ring_destroy(&qp->rq);
+	hmr_ring_destroy(&qp->sq);
+err_mutex:
+	mutex_destroy(&qp->resp_lock);
+	mutex_destroy(&qp->lock);
+	return ret;
+}
+
+/* The QP @qpn of @hdev with a reference (hmr_qp_put()), or NULL. */
+struct hmr_qp *hmr_qp_get(struct hmr_dev *hdev, u32 qpn)
+{
+	struct hmr_qp *qp;
+
+	xa_lock(&hdev->qps);
+	qp = xa_load(&hdev->qps, qpn);
+	if (qp && !refcount_inc_not_zero(&qp->ref))
+		qp = NULL;
+	xa_unlock(&hdev->qps);
+	return qp;
+}
+
+void hmr_qp_put(struct hmr_qp *qp)
+{
+	if (refcount_dec_and_test(&qp->ref))
+		complete(&qp->done);
+}
+
+int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
+{
+	struct hmr_dev *hdev = to_hdev(ibqp->device);
+	struct hmr_qp *qp = to_hqp(ibqp);
+
+	mutex_lock(&qp->lock);
+	qp->destroying = true;
+	mutex_unlock(&qp->lock);
+	/* No requester finds it any more; wait for the ones executing on it now. */
+	xa_erase(&hdev->qps, ibqp->qp_num);
+	hmr_qp_put(qp);
+	wait_for_completion(&qp->done);
+	/* Only those could queue err_work; retry_work no longer re-arms itself. */
+	cancel_delayed_work_sync(&qp->retry_work);
+	cancel_work_sync(&qp->err_work);
+	hmr_ring_destroy(&qp->rq);
+	hmr_ring_destroy(&qp->sq);
+	kvfree(qp->bounce);
+	mutex_destroy(&qp->resp_lock);
+	mutex_destroy(&qp->lock);
+	return 0;
+}
+
+/*
+ * Complete every WQE userspace posted on @ring, from *@cons on, with IB_WC_WR_FLUSH_ERR (WRs
+ * complete even when unsignaled). A producer index that claims more entries than the ring
+ * holds is not believed: nothing is flushed. Both WQE formats start with wr_id.
+ */
+static void hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *cons,
+			      struct ib_cq *ibcq, u32 opcode)
+{
+	struct hmr_cqe cqe = {
+		.status = IB_WC_WR_FLUSH_ERR,
+		.opcode = opcode,
+		.qp_num = qp->ibqp.qp_num,
+	};
+	u32 prod = hmr_ring_user_prod(ring);
+
+	BUILD_BUG_ON(offsetof(struct hmr_send_wqe, wr_id) ||
+		     offsetof(struct hmr_recv_wqe, wr_id));
+	if (!hmr_ring_span_ok(ring, prod, *cons))
+		return;
+	for (; *cons != prod; ++*cons) {
+		cqe.wr_id = READ_ONCE(*(__u64 *)hmr_ring_slot(ring, *cons));
+		hmr_cq_post(to_hcq(ibcq), &cqe, false);
+	}
+	hmr_ring_publish_cons(ring, *cons);
+}
+
+/* Caller holds qp->lock. */
+void hmr_qp_flush(struct hmr_qp *qp)
+{
+	hmr_qp_flush_ring(qp, &qp->sq, &qp->sq_cons, qp->ibqp.send_cq, IB_WC_SEND);
+	mutex_lock(&qp->resp_lock);
+	hmr_qp_flush_ring(qp, &qp->rq, &qp->rq_cons, qp->ibqp.recv_cq, IB_WC_RECV);
+	mutex_unlock(&qp->resp_lock);
+}
+
+static void hmr_qp_write_state(struct hmr_qp *qp, enum ib_qp_state next)
+{
+	mutex_lock(&qp->resp_lock);
+	WRITE_ONCE(qp->state, next);
+	mutex_unlock(&qp->resp_lock);
+}
+
+/* Move to ERROR and flush both queues. Caller holds qp->lock. */
+void hmr_qp_set_error(struct hmr_qp *qp)
+{
+	hmr_qp_write_state(qp, IB_QPS_ERR);
+	hmr_qp_flush(qp);
+}
+
+/* As hmr_qp_set_error(), for an error no completion reports: an async event does. */
+void hmr_qp_fatal(struct hmr_qp *qp)
+{
+	struct ib_event ev = {
+		.device = qp->ibqp.device,
+		.element.qp = &qp->ibqp,
+		.event = IB_EVENT_QP_FATAL,
+	};
+
+	hmr_qp_set_error(qp);
+	if (qp->ibqp.event_handler)
+		qp->ibqp.event_handler(&ev, qp->ibqp.qp_context);
+}
+
+static void hmr_qp_err_work(struct work_struct *work)
+{
+	struct hmr_qp *qp = container_of(work, struct hmr_qp, err_work);
+
+	mutex_lock(&qp->lock);
+	if (qp->state != IB_QPS_RESET)	/* reset by the owner meanwhile: nothing to flush */
+		hmr_qp_set_error(qp);
+	mutex_unlock(&qp->lock);
+}
+
+/*
+ * The responder of @qp failed (it holds qp->resp_lock, and maybe another QP's lock): the QP
+ * goes to ERROR from a work item, which may take qp->lock. Receives stop at once.
+ */
+void hmr_qp_error_async(struct hmr_qp *qp)
+{
+	WRITE_ONCE(qp->state, IB_QPS_ERR);
+	queue_work(system_wq, &qp->err_work);
+}
+
+/* The doorbell: userspace posted send WQEs. Also flushes them in ERROR. */
+int hmr_qp_doorbell(struct hmr_qp *qp)
+{
+	mutex_lock(&qp->lock);
+	hmr_req_process(qp);
+	mutex_unlock(&qp->lock);
+	return 0;
+}
+
+#define HMR_QP_ACCESS_FLAGS	(IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ | \
+				 IB_ACCESS_REMOTE_ATOMIC | IB_ACCESS_LOCAL_WRITE)
+
+static int hmr_qp_chk_path(struct ib_qp_attr *attr, int mask)
+{
+	if ((mask & IB_QP_PKEY_INDEX) && attr->pkey_index)
+		return -EINVAL;
+	if ((mask & IB_QP_PATH_MTU) &&
+	    (attr->path_mtu < IB_MTU_256 || attr->path_mtu > IB_MTU_4096))
+		return -EINVAL;
+	if ((mask & IB_QP_AV) &&
+	    (!(rdma_ah_get_ah_flags(&attr->ah_attr) & IB_AH_GRH) ||
+	     attr->ah_attr.grh.sgid_index >= HMR_GID_TABLE_LEN))
+		return -EINVAL;
+	if (mask & IB_QP_ALT_PATH)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static int hmr_qp_chk_limits(struct ib_qp_attr *attr, int mask)
+{
+	if ((mask & IB_QP_ACCESS_FLAGS) && (attr->qp_access_flags & ~HMR_QP_ACCESS_FLAGS))
+		return -EINVAL;
+	if ((mask & IB_QP_TIMEOUT) && attr->timeout > 31)
+		return -EINVAL;
+	if ((mask & IB_QP_RETRY_CNT) && attr->retry_cnt > 7)
+		return -EINVAL;
+	if ((mask & IB_QP_RNR_RETRY) && attr->rnr_retry > 7)
+		return -EINVAL;
+	if ((mask & IB_QP_MIN_RNR_TIMER) && attr->min_rnr_timer > 31)
+		return -EINVAL;
+	if ((mask & IB_QP_MAX_QP_RD_ATOMIC) && attr->max_rd_atomic > HMR_MAX_RD_ATOM)
+		return -EINVAL;
+	if ((mask & IB_QP_MAX_DEST_RD_ATOMIC) && attr->max_dest_rd_atomic > HMR_MAX_RD_ATOM)
+		return -EINVAL;
+	if ((mask & IB_QP_DEST_QPN) && attr->dest_qp_num > HMR_QPN_LIMIT.max)
+		return -EINVAL;
+	if ((mask & IB_QP_RQ_PSN) && attr->rq_psn > HMR_PSN_MASK)
+		return -EINVAL;
+	if ((mask & IB_QP_SQ_PSN) && attr->sq_psn > HMR_PSN_MASK)
+		return -EINVAL;
+	return 0;
+}
+
+/* Check a modify_qp request against the spec's state machine and hmr's limits. */
+static int hmr_qp_chk_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
+{
+	enum ib_qp_state cur = qp->state, next;
+	int ret;
+
+	if ((mask & IB_QP_CUR_STATE) && attr->cur_qp_state != cur)
+		return -EINVAL;
+	next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
+	if (!ib_modify_qp_is_ok(cur, next, IB_QPT_RC, mask))
+		return -EINVAL;
+	ret = hmr_qp_chk_path(attr, mask);
+	if (ret)
+		return ret;
+	return hmr_qp_chk_limits(attr, mask);
+}
+
+static void hmr_qp_from_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
+{
+	struct ib_qp_attr *a = &qp->attr;
+
+	if (mask & IB_QP_AV) {
+		a->ah_attr = attr->ah_attr;
+		/* The core owns the reference on the source GID entry. */
+		a->ah_attr.grh.sgid_attr = NULL;
+	}
+#define HMR_SET(bit, field) do { if (mask & (bit)) a->field = attr->field; } while (0)
+	HMR_SET(IB_QP_PKEY_INDEX, pkey_index);
+	HMR_SET(IB_QP_PORT, port_num);
+	HMR_SET(IB_QP_ACCESS_FLAGS, qp_access_flags);
+	HMR_SET(IB_QP_PATH_MTU, path_mtu);
+	HMR_SET(IB_QP_TIMEOUT, timeout);
+	HMR_SET(IB_QP_RETRY_CNT, retry_cnt);
+	HMR_SET(IB_QP_RNR_RETRY, rnr_retry);
+	if (mask & IB_QP_RNR_RETRY)
+		qp->rnr_left = attr->rnr_retry;
+	if (mask & IB_QP_RETRY_CNT)
+		qp->retry_left = attr->retry_cnt;
+	HMR_SET(IB_QP_RQ_PSN, rq_psn);
+	HMR_SET(IB_QP_SQ_PSN, sq_psn);
+	HMR_SET(IB_QP_MAX_QP_RD_ATOMIC, max_rd_atomic);
+	HMR_SET(IB_QP_MAX_DEST_RD_ATOMIC, max_dest_rd_atomic);
+	HMR_SET(IB_QP_MIN_RNR_TIMER, min_rnr_timer);
+	HMR_SET(IB_QP_DEST_QPN, dest_qp_num);
+	HMR_SET(IB_QP_PATH_MIG_STATE, path_mig_state);
+	HMR_SET(IB_QP_EN_SQD_ASYNC_NOTIFY, en_sqd_async_notify);
+#undef HMR_SET
+}
+
+/*
+ * A QP back in RESET forgets its queued WRs: the rings are empty from the current index on.
+ * Caller holds qp->lock and qp->resp_lock.
+ */
+static void hmr_qp_reset(struct hmr_qp *qp)
+{
+	qp->sq_cons = hmr_ring_user_prod(&qp->sq);
+	qp->rq_cons = hmr_ring_user_prod(&qp->rq);
+	hmr_ring_publish_cons(&qp->sq, qp->sq_cons);
+	hmr_ring_publish_cons(&qp->rq, qp->rq_cons);
+}
+
+/* Caller holds qp->lock. */
+static void hmr_qp_set_state(struct hmr_qp *qp, enum ib_qp_state next)
+{
+	enum ib_qp_state cur = qp->state;
+
+	if (next == IB_QPS_ERR) {
+		hmr_qp_set_error(qp);
+		return;
+	}
+	mutex_lock(&qp->resp_lock);
+	WRITE_ONCE(qp->state, next);
+	if (next == IB_QPS_RESET && cur != IB_QPS_RESET)
+		hmr_qp_reset(qp);
+	mutex_unlock(&qp->resp_lock);
+	if (next == IB_QPS_RTS)
+		hmr_req_process(qp);	/* WRs posted before RTS start now */
+}
+
+int hmr_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		  struct ib_udata *udata)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+	int ret;
+
+	if (mask & ~IB_QP_ATTR_STANDARD_BITS)
+		return -EOPNOTSUPP;
+	if (udata && udata->inlen && !ib_is_udata_cleared(udata, 0, udata->inlen))
+		return -EOPNOTSUPP;
+
+	mutex_lock(&qp->lock);
+	ret = hmr_qp_chk_attr(qp, attr, mask);
+	if (ret)
+		goto out_unlock;
+	hmr_qp_from_attr(qp, attr, mask);
+	if (mask & IB_QP_STATE)
+		hmr_qp_set_state(qp, attr->qp_state);
+out_unlock:
+	mutex_unlock(&qp->lock);
+	return ret;
+}
+
+int hmr_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
+		 struct ib_qp_init_attr *init)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+
+	mutex_lock(&qp->lock);
+	*attr = qp->attr;
+	attr->qp_state = qp->state;
+	attr->cur_qp_state = qp->state;
+	attr->cap = qp->cap;
+	attr->sq_draining = 0;
+	memset(init, 0, sizeof(*init));
+	init->qp_type = IB_QPT_RC;
+	init->send_cq = ibqp->send_cq;
+	init->recv_cq = ibqp->recv_cq;
+	init->cap = qp->cap;
+	init->sq_sig_type = qp->sq_sig_all ? IB_SIGNAL_ALL_WR : IB_SIGNAL_REQ_WR;
+	mutex_unlock(&qp->lock);
+	return 0;
+}

@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The requester: executes the send WQEs userspace posted on a QP's SQ ring, in order, when
+ * the doorbell rings (a POST_SEND command without WRs), when the QP enters RTS, and after
+ * an RNR wait. Runs under qp->lock; every WQE is copied out of shared memory once and
+ * checked before use.
+ */
+#include <linux/slab.h>
+#include <linux/workqueue.h>
+#include <rdma/ib_user_verbs.h>
+
+#include "hmr_dev.h"
+#include "hmr_transport.h"
+
+#define HMR_BOUNCE_SIZE	(HMR_CHUNK_PAGES * PAGE_SIZE)
+
+/* Cursor over an SGL. */
+struct hmr_sgl_iter {
+	struct hmr_sgl *sgl;
+	u32 idx;
+	u64 off;		/* in sge[idx], or in inline_data */
+};
+
+/* Move up to @len bytes between the SGL at @it and @buf; returns bytes moved or -EFAULT. */
+static long hmr_sgl_iter_rw(struct hmr_sgl_iter *it, void *buf, size_t len, bool to_sgl)
+{
+	struct hmr_sgl *sgl = it->sgl;
+	size_t done = 0;
+
+	if (sgl->inline_data) {
+		len = min_t(u64, len, sgl->len - it->off);
+		if (to_sgl)
+			return -EFAULT;	/* inline data is a source only */
+		memcpy(buf, sgl->inline_data + it->off, len);
+		it->off += len;
+		return len;
+	}
+	while (done < len && it->idx < sgl->num) {
+		struct hmr_sge *sge = &sgl->sge[it->idx];
+		size_t n = min_t(u64, len - done, sge->length - it->off);
+
+		if (n && hmr_mr_copy(sgl->mr[it->idx], sge->addr + it->off, buf + done, n, to_sgl))
+			return -EFAULT;
+		done += n;
+		it->off += n;
+		if (it->off == sge->length) {
+			it->idx++;
+			it->off = 0;
+		}
+	}
+	return done;
+}
+
+/*
+ * Copy @len bytes from @src to @dst through @qp's bounce buffer, a chunk at a time, so no
+ * two MRs are ever locked together. On failure *dst_failed tells which side failed.
+ * Caller holds qp->lock (the bounce buffer's).
+ */
+int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
+		 bool *dst_failed)
+{
+	struct hmr_sgl_iter in = { .sgl = src }, out = { .sgl = dst };
+
+	*dst_failed = false;
+	if (len && !qp->bounce) {
+		qp->bounce = kvmalloc(HMR_BOUNCE_SIZE, GFP_KERNEL);
+		if (!qp->bounce)
+			return -ENOMEM;
+	}
+	while (len) {
+		long n = hmr_sgl_iter_rw(&in, qp->bounce, min_t(u64, len, HMR_BOUNCE_SIZE), false);
+
+		if (n <= 0)
+			return -EFAULT;
+		if (hmr_sgl_iter_rw(&out, qp->bounce, n, true) != n) {
+			*dst_failed = true;
+			return -EFAULT;
+		}
+		len -= n;
+	}
+	return 0;
+}
+
+/* Bytes a WQE's scatter list names (the WQE was checked: num_sge is in bounds). */
+static u64 hmr_wqe_length(const struct hmr_send_wqe *wqe)
+{
+	u64 len = 0;
+	u32 i;
+
+	for (i = 0; i < wqe->num_sge && i < HMR_MAX_SGE; i++)
+		len += wqe->sge[i].length;
+	return len;
+}
+
+static bool hmr_wqe_is_atomic(u32 opcode)
+{
+	return opcode == IB_UVERBS_WR_ATOMIC_CMP_AND_SWP ||
+	       opcode == IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD;
+}
+
+static bool hmr_wqe_may_inline(u32 opcode)
+{
+	return opcode == IB_UVERBS_WR_SEND || opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
+	       opcode == IB_UVERBS_WR_RDMA_WRITE || opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+}
+
+/* Check a WQE copied from the ring and resolve its local buffers into @sgl. */
+static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct hmr_sgl *sgl)
+{
+	bool inl = wqe->send_flags & IB_SEND_INLINE;
+	int access = 0;
+
+	switch (wqe->opcode) {
+	case IB_UVERBS_WR_RDMA_READ:
+	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
+	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+		access = IB_ACCESS_LOCAL_WRITE;
+		fallthrough;
+	case IB_UVERBS_WR_SEND:
+	case IB_UVERBS_WR_SEND_WITH_IMM:
+	case IB_UVERBS_WR_RDMA_WRITE:
+	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+		break;
+	default:
+		return IB_WC_LOC_QP_OP_ERR;
+	}
+	if (inl) {
+		if (!hmr_wqe_may_inline(wqe->opcode) || wqe->inline_len > HMR_MAX_INLINE)
+			return IB_WC_LOC_QP_OP_ERR;
+		memset(sgl, 0, sizeof(*sgl));
+		sgl->inline_data = wqe->inline_data;
+		sgl->len = wqe->inline_len;
+		return IB_WC_SUCCESS;
+	}
+	if (wqe->num_sge > qp->cap.max_send_sge)
+		return IB_WC_LOC_QP_OP_ERR;
+	if (hmr_sgl_resolve(qp, sgl, wqe->sge, wqe->num_sge, access))
+		return IB_WC_LOC_PROT_ERR;
+	if (sgl->len > HMR_MAX_MSG_SIZE ||
+	    (hmr_wqe_is_atomic(wqe->opcode) && sgl->len < sizeof(u64))) {
+		hmr_sgl_put(sgl);
+		return IB_WC_LOC_LEN_ERR;
+	}
+	return IB_WC_SUCCESS;
+}
+
+static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_timer)
+{
+	struct hmr_request req = {
+		.src = qp,
+		.opcode = wqe->opcode,
+		.remote_addr = wqe->remote_addr,
+		.rkey = wqe->rkey,
+		.imm = (__force __be32)wqe->imm_data,
+		.solicited = wqe->send_flags & IB_SEND_SOLICITED,
+		.compare_add = wqe->compare_add,
+		.swap = wqe->swap,
+	};
+	struct hmr_sgl sgl;
+	int ret;
+
+	ret = hmr_req_prepare(qp, wqe, &sgl);
+	if (ret != IB_WC_SUCCESS)
+		return ret;
+	if (hmr_wqe_is_atomic(wqe->opcode))
+		sgl.len = sizeof(u64);	/* the original value lands in the first 8 bytes */
+	req.local = &sgl;
+	ret = qp->transport->execute(&req);
+	if (!sgl.inline_data)
+		hmr_sgl_put(&sgl);
+	*rnr_timer = req.rnr_timer;
+	return ret;
+}
+
+static u32 hmr_wc_opcode(u32 wr_opcode)
+{
+	switch (wr_opcode) {
+	case IB_UVERBS_WR_RDMA_WRITE:
+	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+		return IB_WC_RDMA_WRITE;
+	case IB_UVERBS_WR_RDMA_READ:
+		return IB_WC_RDMA_READ;
+	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
+		return IB_WC_COMP_SWAP;
+	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+		return IB_WC_FETCH_ADD;
+	default:
+		return IB_WC_SEND;
+	}
+}
+
+static void hmr_req_complete(struct hmr_qp *qp, struct hmr_send_wqe *wqe, int status)
+{
+	struct hmr_cqe cqe = {
+		.wr_id = wqe->wr_id,
+		.status = status,
+		.opcode = hmr_wc_opcode(wqe->opcode),
+		.qp_num = qp->ibqp.qp_num,
+	};
+
+	if (status == IB_WC_SUCCESS && !qp->sq_sig_all && !(wqe->send_flags & IB_SEND_SIGNALED))
+		return;
+	if (wqe->opcode == IB_UVERBS_WR_RDMA_READ)
+		cqe.byte_len = hmr_wqe_length(wqe);
+	else if (hmr_wqe_is_atomic(wqe->opcode))
+		cqe.byte_len = sizeof(u64);
+	hmr_cq_post(to_hcq(qp->ibqp.send_cq), &cqe, false);
+}
+
+/* IB spec encoding of the RNR timer (min_rnr_timer), in microseconds. */
+static const u32 hmr_rnr_usec[32] = {
+	655360, 10, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 960, 1280, 1920,
+	2560, 3840, 5120, 7680, 10240, 15360, 20480, 30720, 40960, 61440, 81920, 122880,
+	163840, 245760, 327680, 491520,
+};
+
+/* An RNR NAK: wait and retry the same WQE, unless the retries ran out. */
+static bool hmr_req_rnr_wait(struct hmr_qp *qp, u8 timer)
+{
+	if (qp->attr.rnr_retry != 7) {	/* 7: retry forever */
+		if (qp->rnr_left == 0)
+			return false;
+		qp->rnr_left--;
+	}
+	queue_delayed_work(system_wq, &qp->retry_work,
+			   usecs_to_jiffies(hmr_rnr_usec[timer & 31]));
+	return true;
+}
+
+/*
+ * No answer: as a transport timeout, retry the same WQE after 4.096 us * 2^timeout, at most
+ * retry_cnt times (timeout 0: the spec's infinite timeout, retried every millisecond).
+ */
+static bool hmr_req_timeout_wait(struct hmr_qp *qp)
+{
+	u8 timeout = qp->attr.timeout;
+	u64 usec = timeout ? (4096ULL << timeout) / 1000 : 1000;
+
+	if (timeout) {
+		if (qp->retry_left == 0)
+			return false;
+		qp->retry_left--;
+	}
+	queue_delayed_work(system_wq, &qp->retry_work, usecs_to_jiffies(usec));
+	return true;
+}
+
+/* Wait before retrying the WQE at the head? Else its status: the retries ran out. */
+static int hmr_req_retry(struct hmr_qp *qp, int ret, u8 rnr_timer)
+{
+	if (ret == HMR_RESP_RNR)
+		return hmr_req_rnr_wait(qp, rnr_timer) ? ret : IB_WC_RNR_RETRY_EXC_ERR;
+	return hmr_req_timeout_wait(qp) ? ret : IB_WC_RETRY_EXC_ERR;
+}
+
+/* Execute the SQ's WQEs. Caller holds qp->lock. */
+void hmr_req_process(struct hmr_qp *qp)
+{
+	struct hmr_send_wqe wqe;
+	u8 rnr_timer = 0;
+	u32 prod;
+	int ret;
+
+	if (qp->state == IB_QPS_ERR) {
+		hmr_qp_flush(qp);
+		return;
+	}
+	if (qp->state != IB_QPS_RTS || qp->destroying || delayed_work_pending(&qp->retry_work))
+		return;
+	prod = hmr_ring_user_prod(&qp->sq);
+	if (!hmr_ring_span_ok(&qp->sq, prod, qp->sq_cons)) {
+		hmr_qp_fatal(qp);	/* userspace corrupted its producer index */
+		return;
+	}
+	while (qp->sq_cons != prod) {
+		memcpy(&wqe, hmr_ring_slot(&qp->sq, qp->sq_cons), sizeof(wqe));
+		ret = hmr_req_execute(qp, &wqe, &rnr_timer);
+		if (ret == HMR_RESP_RNR || ret == HMR_RESP_LOST) {
+			ret = hmr_req_retry(qp, ret, rnr_timer);
+			if (ret == HMR_RESP_RNR || ret == HMR_RESP_LOST)
+				return;
+		}
+		qp->rnr_left = qp->attr.rnr_retry;
+		qp->retry_left = qp->attr.retry_cnt;
+		hmr_req_complete(qp, &wqe, ret);
+		hmr_ring_publish_cons(&qp->sq, ++qp->sq_cons);
+		if (ret != IB_WC_SUCCESS) {
+			hmr_qp_set_error(qp);
+			return;
+		}
+		cond_resched();	/* a long SQ runs in one doorbell system call */
+	}
+}
+
+void hmr_req_retry_work(struct work_struct *work)
+{
+	struct hmr_qp *qp = container_of(to_delayed_work(work), struct hmr_qp, retry_work);
+
+	mutex_lock(&qp->lock);
+	hmr_req_process(qp);
+	mutex_unlock(&qp->lock);
+}

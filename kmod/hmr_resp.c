@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The responder: executes a request (struct hmr_request) that arrived for a QP. It runs
+ * under the target QP's resp_lock, which serialises it with other requesters and with the
+ * flush of the receive queue. Outcomes follow the IB spec's NAK codes: an invalid R_Key or
+ * range is a remote access error, an over-long SEND a remote invalid request, a receive
+ * buffer the responder cannot write a remote operation error (its QP goes to ERROR).
+ */
+#include <rdma/ib_user_verbs.h>
+
+#include "hmr_dev.h"
+#include "hmr_transport.h"
+
+/* Take the next receive WQE off @qp's RQ into @wqe. Caller holds qp->resp_lock. */
+static bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
+{
+	u32 prod = hmr_ring_user_prod(&qp->rq);
+
+	if (prod == qp->rq_cons || !hmr_ring_span_ok(&qp->rq, prod, qp->rq_cons))
+		return false;
+	memcpy(wqe, hmr_ring_slot(&qp->rq, qp->rq_cons), sizeof(*wqe));
+	return true;
+}
+
+/* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
+static void hmr_resp_consume_recv(struct hmr_qp *qp)
+{
+	hmr_ring_publish_cons(&qp->rq, ++qp->rq_cons);
+}
+
+static void hmr_sgl_release(struct hmr_sgl *sgl)
+{
+	u32 i;
+
+	for (i = 0; i < sgl->num; i++)
+		if (sgl->mr[i])
+			hmr_mr_put(sgl->mr[i]);
+	sgl->num = 0;
+}
+
+/*
+ * Resolve a WQE's scatter list against @qp's device and PD with rights @access. On failure
+ * nothing stays referenced. Zero-length entries are skipped, keys and all.
+ */
+int hmr_sgl_resolve(struct hmr_qp *qp, struct hmr_sgl *sgl, const struct hmr_sge *sge,
+		    u32 num, int access)
+{
+	struct hmr_dev *hdev = to_hdev(qp->ibqp.device);
+	u32 i;
+
+	sgl->num = 0;
+	sgl->len = 0;
+	sgl->inline_data = NULL;
+	if (num > HMR_MAX_SGE)
+		return -EINVAL;
+	for (i = 0; i < num; i++) {
+		struct hmr_mr *mr = NULL;
+
+		if (sge[i].length) {
+			mr = hmr_mr_get(hdev, sge[i].lkey);
+			if (!mr || !hmr_mr_allows(mr, qp->ibqp.pd, sge[i].addr, sge[i].length,
+						  access)) {
+				if (mr)
+					hmr_mr_put(mr);
+				hmr_sgl_release(sgl);
+				return -EACCES;
+			}
+		}
+		sgl->sge[sgl->num] = sge[i];
+		sgl->mr[sgl->num++] = mr;
+		sgl->len += sge[i].length;
+	}
+	return 0;
+}
+
+void hmr_sgl_put(struct hmr_sgl *sgl)
+{
+	hmr_sgl_release(sgl);
+}
+
+/* A remote buffer named by rkey, as a one-entry SGL. */
+static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
+			       int access, struct hmr_sgl *sgl)
+{
+	struct hmr_sge sge = { .addr = req->remote_addr, .length = len, .lkey = req->rkey };
+
+	if (!(qp->attr.qp_access_flags & access))
+		return -EACCES;
+	if (len > U32_MAX)
+		return -EINVAL;
+	if (!len) {	/* a zero-length RDMA names no memory: nothing to check */
+		sgl->num = 0;
+		sgl->len = 0;
+		sgl->inline_data = NULL;
+		return 0;
+	}
+	return hmr_sgl_resolve(qp, sgl, &sge, 1, access);
+}
+
+static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+				   enum ib_wc_status status, u32 opcode, u32 len)
+{
+	struct hmr_cqe cqe = {
+		.wr_id = id,
+		.status = status,
+		.opcode = opcode,
+		.byte_len = len,
+		.qp_num = qp->ibqp.qp_num,
+		.src_qp = req->src->ibqp.qp_num,
+	};
+	bool imm = req->opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
+		   req->opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+
+	if (imm && status == IB_WC_SUCCESS) {
+		cqe.wc_flags = IB_WC_WITH_IMM;
+		cqe.imm_data = (__force u32)req->imm;
+	}
+	hmr_cq_post(to_hcq(qp->ibqp.recv_cq), &cqe, req->solicited);
+}
+
+/* The responder side failed locally: complete the receive in error, QP to ERROR. */
+static int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			       enum ib_wc_status status, int requester_status)
+{
+	hmr_resp_consume_recv(qp);
+	hmr_resp_complete_recv(qp, req, id, status, IB_WC_RECV, 0);
+	hmr_qp_error_async(qp);
+	return requester_status;
+}
+
+static int hmr_resp_send(struct hmr_qp *qp, struct hmr_request *req)
+{
+	struct hmr_recv_wqe wqe;
+	struct hmr_sgl dst;
+	bool dst_failed;
+	int ret;
+
+	if (!hmr_resp_take_recv(qp, &wqe))
+		return HMR_RESP_RNR;
+	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
+					   IB_WC_REM_OP_ERR);
+	if (req->local->len > dst.len) {
+		hmr_sgl_put(&dst);
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_LEN_ERR,
+					   IB_WC_REM_INV_REQ_ERR);
+	}
+	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);
+	hmr_sgl_put(&dst);
+	if (ret && dst_failed)
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
+					   IB_WC_REM_OP_ERR);
+	if (ret)
+		return IB_WC_LOC_PROT_ERR;	/* the requester's memory is gone */
+	hmr_resp_consume_recv(qp);
+	hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS, IB_WC_RECV,
+			       req->local->len);
+	return IB_WC_SUCCESS;
+}
+
+static int hmr_resp_write(struct hmr_qp *qp, struct hmr_request *req)
+{
+	bool imm = req->opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+	struct hmr_recv_wqe wqe;
+	struct hmr_sgl dst;
+	bool dst_failed;
+	int ret;
+
+	/* Nothing is written before the receive WQE an immediate needs is there. */
+	if (imm && !hmr_resp_take_recv(qp, &wqe))
+		return HMR_RESP_RNR;
+	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_WRITE, &dst))
+		return IB_WC_REM_ACCESS_ERR;
+	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);
+	hmr_sgl_put(&dst);
+	if (ret)
+		return dst_failed ? IB_WC_REM_ACCESS_ERR : IB_WC_LOC_PROT_ERR;
+	if (imm) {
+		hmr_resp_consume_recv(qp);
+		hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS,
+				       IB_WC_RECV_RDMA_WITH_IMM, req->local->len);
+	}
+	return IB_WC_SUCCESS;
+}
+
+static int hmr_resp_read(struct hmr_qp *qp, struct hmr_request *req)
+{
+	struct hmr_sgl src;
+	bool dst_failed;
+	int ret;
+
+	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_READ, &src))
+		return IB_WC_REM_ACCESS_ERR;
+	ret = hmr_sgl_copy(req->src, req->local, &src, req->local->len, &dst_failed);
+	hmr_sgl_put(&src);
+	if (ret)
+		return dst_failed ? IB_WC_LOC_PROT_ERR : IB_WC_REM_ACCESS_ERR;
+	return IB_WC_SUCCESS;
+}
+
+static int hmr_resp_atomic(struct hmr_qp *qp, struct hmr_request *req)
+{
+	bool cmp_swap = req->opcode == IB_UVERBS_WR_ATOMIC_CMP_AND_SWP;
+	struct hmr_sgl target, orig_sgl = {};
+	struct hmr_mr *mr;
+	bool dst_failed;
+	u64 orig;
+	int ret;
+
+	if (req->remote_addr & 7)
+		return IB_WC_REM_INV_REQ_ERR;
+	if (hmr_resp_remote_sgl(qp, req, sizeof(u64), IB_ACCESS_REMOTE_ATOMIC, &target))
+		return IB_WC_REM_ACCESS_ERR;
+	mr = target.mr[0];
+	ret = hmr_mr_atomic(mr, req->remote_addr, cmp_swap, req->compare_add, req->swap, &orig);
+	hmr_sgl_put(&target);
+	if (ret)
+		return IB_WC_REM_ACCESS_ERR;
+	orig_sgl.inline_data = (const u8 *)&orig;
+	orig_sgl.len = sizeof(orig);
+	ret = hmr_sgl_copy(req->src, req->local, &orig_sgl, sizeof(orig), &dst_failed);
+	return ret ? IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;
+}
+
+int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
+{
+	enum ib_qp_state state;
+	int ret;
+
+	mutex_lock(&qp->resp_lock);
+	state = READ_ONCE(qp->state);
+	if (state != IB_QPS_RTR && state != IB_QPS_RTS && state != IB_QPS_SQD) {
+		ret = HMR_RESP_LOST;	/* a QP not receiving drops the packets */
+		goto out_unlock;
+	}
+	switch (req->opcode) {
+	case IB_UVERBS_WR_SEND:
+	case IB_UVERBS_WR_SEND_WITH_IMM:
+		ret = hmr_resp_send(qp, req);
+		break;
+	case IB_UVERBS_WR_RDMA_WRITE:
+	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+		ret = hmr_resp_write(qp, req);
+		break;
+	case IB_UVERBS_WR_RDMA_READ:
+		ret = hmr_resp_read(qp, req);
+		break;
+	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
+	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+		ret = hmr_resp_atomic(qp, req);
+		break;
+	default:
+		ret = IB_WC_REM_INV_REQ_ERR;
+		break;
+	}
+	if (ret == HMR_RESP_RNR)
+		req->rnr_timer = qp->attr.min_rnr_timer;
+out_unlock:
+	mutex_unlock(&qp->resp_lock);
+	return ret;
+}

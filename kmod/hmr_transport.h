@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The transport seam. The requester (hmr_req.c) turns a send WQE into a struct hmr_request
+ * and hands it to a transport, which brings it to the responder (hmr_resp.c) of the QP the
+ * requester is connected to (by destination GID and QP number) and returns the outcome.
+ *
+ * Today's only transport is loopback: the responder runs in the requester's context, on
+ * any hmr device of the same kernel. A RoCEv2 wire transport would implement the same
+ * operation by segmenting the request into packets (UDP port 4791, shared with rxe) and
+ * waiting for the ACK/NAK or response; RNR and the retry counters keep their meaning.
+ */
+#ifndef HMR_TRANSPORT_H
+#define HMR_TRANSPORT_H
+
+#include "hmr_dev.h"
+
+/* A requester's local buffers: resolved SGEs, or inline data. */
+struct hmr_sgl {
+	u32 num;
+	struct hmr_sge sge[HMR_MAX_SGE];
+	struct hmr_mr *mr[HMR_MAX_SGE];	/* referenced (hmr_mr_get) for the request */
+	const u8 *inline_data;		/* instead of sge[], for inline sends */
+	u64 len;			/* bytes in total */
+};
+
+struct hmr_request {
+	struct hmr_qp *src;		/* requester QP; its lock is held */
+	u32 opcode;			/* IB_UVERBS_WR_* (= enum ibv_wr_opcode) */
+	u64 remote_addr;
+	u32 rkey;
+	__be32 imm;
+	bool solicited;
+	u64 compare_add;
+	u64 swap;
+	struct hmr_sgl *local;		/* payload, or destination of READ and atomics */
+	u8 rnr_timer;			/* out: the responder's min_rnr_timer on an RNR NAK */
+};
+
+/*
+ * Outcomes besides an enum ib_wc_status for the requester's completion: no receive WQE
+ * (retry after rnr_timer), no answer at all (no such QP, not receiving: retry after the
+ * QP's timeout, retry_cnt times).
+ */
+#define HMR_RESP_RNR	(-EAGAIN)
+#define HMR_RESP_LOST	(-ETIMEDOUT)
+
+struct hmr_transport_ops {
+	/* Execute @req at the peer of @req->src; returns an ib_wc_status or HMR_RESP_RNR. */
+	int (*execute)(struct hmr_request *req);
+};
+
+extern const struct hmr_transport_ops hmr_loopback_transport;
+
+/* hmr_resp.c */
+int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
+
+/* hmr_req.c */
+int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
+		 bool *dst_failed);
+
+#endif /* HMR_TRANSPORT_H */

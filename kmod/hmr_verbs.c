@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmr verbs entry points: device and port queries, user contexts, protection domains, and
+ * the ib_device_ops table. CQs, QPs and MRs live in hmr_cq.c, hmr_qp.c and hmr_mr.c.
+ */
+#include <linux/etherdevice.h>
+#include <rdma/ib_mad.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/uverbs_ioctl.h>
+
+#include "hmr_dev.h"
+#include "uapi/hmr-abi.h"
+
+static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr,
+			    struct ib_udata *udata)
+{
+	/* 7.2 passes no udata at registration; 6.12 an empty one. */
+	if (udata && (udata->inlen || udata->outlen))
+		return -EINVAL;
+
+	memset(attr, 0, sizeof(*attr));
+	attr->fw_ver = 1;
+	attr->sys_image_guid = ibdev->node_guid;
+	attr->max_mr_size = U64_MAX;
+	attr->page_size_cap = PAGE_SIZE;
+	attr->vendor_id = HMR_VENDOR_ID;
+	attr->vendor_part_id = 0;
+	attr->hw_ver = 0;
+	attr->max_qp = HMR_MAX_QP;
+	attr->max_qp_wr = HMR_MAX_QP_WR;
+	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID;
+	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
+	attr->max_send_sge = HMR_MAX_SGE;
+	attr->max_recv_sge = HMR_MAX_SGE;
+	attr->max_sge_rd = HMR_MAX_SGE;
+	attr->max_cq = HMR_MAX_CQ;
+	attr->max_cqe = HMR_MAX_CQE;
+	attr->max_mr = HMR_MAX_MR;
+	attr->max_pd = HMR_MAX_PD;
+	attr->max_qp_rd_atom = HMR_MAX_RD_ATOM;
+	attr->max_qp_init_rd_atom = HMR_MAX_RD_ATOM;
+	attr->max_res_rd_atom = HMR_MAX_RD_ATOM * HMR_MAX_QP;
+	attr->atomic_cap = IB_ATOMIC_HCA;
+	attr->max_pkeys = 1;
+	attr->local_ca_ack_delay = 15;
+	attr->max_fast_reg_page_list_len = 512;
+	attr->max_pi_fast_reg_page_list_len = 0;
+	return 0;
+}
+
+enum ib_port_state hmr_port_state(struct hmr_dev *hdev)
+{
+	struct net_device *ndev = hdev->ndev;
+
+	return netif_running(ndev) && netif_oper_up(ndev) ? IB_PORT_ACTIVE : IB_PORT_DOWN;
+}
+
+static int hmr_query_port(struct ib_device *ibdev, u32 port, struct ib_port_attr *attr)
+{
+	struct hmr_dev *hdev = to_hdev(ibdev);
+	int ret;
+
+	/* The core zeroes attr before calling. */
+	attr->state = hmr_port_state(hdev);
+	attr->phys_state = attr->state == IB_PORT_ACTIVE ? IB_PORT_PHYS_STATE_LINK_UP :
+							    IB_PORT_PHYS_STATE_DISABLED;
+	attr->max_mtu = IB_MTU_4096;
+	attr->active_mtu = ib_mtu_int_to_enum(READ_ONCE(hdev->ndev->mtu));
+	attr->gid_tbl_len = HMR_GID_TABLE_LEN;
+	attr->port_cap_flags = 0;	/* no CM: see hmr_get_port_immutable() */
+	attr->max_msg_sz = HMR_MAX_MSG_SIZE;
+	attr->pkey_tbl_len = 1;
+	attr->bad_pkey_cntr = 0;
+	attr->qkey_viol_cntr = 0;
+	attr->lid = 0;
+	attr->sm_lid = 0;
+	attr->lmc = 0;
+	attr->max_vl_num = 1;
+	ret = ib_get_eth_speed(ibdev, port, &attr->active_speed, &attr->active_width);
+	if (ret)
+		return ret;
+	return 0;
+}
+
+static int hmr_get_port_immutable(struct ib_device *ibdev, u32 port,
+				  struct ib_port_immutable *immutable)
+{
+	struct ib_port_attr attr;
+	int ret;
+
+	/*
+	 * RoCEv2 only, as rxe: GID 0 is the MAC-derived default, 1.. the netdev's addresses.
+	 * No MAD/CM capability: hmr has no kernel QPs (QP1), so ib_mad and ib_cm must not
+	 * attach; applications exchange QP numbers and GIDs out of band (no rdma_cm).
+	 */
+	immutable->core_cap_flags = RDMA_CORE_CAP_PROT_ROCE_UDP_ENCAP;
+	ret = ib_query_port(ibdev, port, &attr);
+	if (ret)
+		return ret;
+	immutable->pkey_tbl_len = attr.pkey_tbl_len;
+	immutable->gid_tbl_len = attr.gid_tbl_len;
+	immutable->max_mad_size = 0;
+	return 0;
+}
+
+/* Without this op the core assumes an InfiniBand link layer, whatever the port's caps say. */
+static enum rdma_link_layer hmr_get_link_layer(struct ib_device *ibdev, u32 port)
+{
+	return IB_LINK_LAYER_ETHERNET;
+}
+
+static int hmr_query_pkey(struct ib_device *ibdev, u32 port, u16 index, u16 *pkey)
+{
+	if (index)
+		return -EINVAL;
+	*pkey = IB_DEFAULT_PKEY_FULL;
+	return 0;
+}
+
+static int hmr_alloc_ucontext(struct ib_ucontext *ibuc, struct ib_udata *udata)
+{
+	struct hmr_alloc_ucontext_resp resp = {
+		.abi_version = HMR_UVERBS_ABI_VERSION,
+	};
+
+	if (udata->inlen && !ib_is_udata_cleared(udata, 0, udata->inlen))
+		return -EINVAL;
+	return ib_copy_to_udata(udata, &resp, min(udata->outlen, sizeof(resp)));
+}
+
+static void hmr_dealloc_ucontext(struct ib_ucontext *ibuc)
+{
+}
+
+/*
+ * Device removal with applications still attached (rmmod, rdma link delete): the core has
+ * already destroyed every object of the context through the ordinary destroy ops and zapped
+ * the mappings made by rdma_user_mmap_io. Nothing device-specific is left to cut.
+ */
+static void hmr_disassociate_ucontext(struct ib_ucontext *ibuc)
+{
+}
+
+static int hmr_alloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
+{
+	return 0;
+}
+
+static int hmr_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
+{
+	return 0;
+}
+
+/*
+ * Userspace posts through the rings; a POST_SEND command without WRs (@wr NULL) is its
+ * doorbell. Kernel WRs do not exist: hmr has no kernel consumers.
+ */
+static int hmr_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
+			 const struct ib_send_wr **bad_wr)
+{
+	if (!wr)
+		return hmr_qp_doorbell(to_hqp(ibqp));
+	*bad_wr = wr;
+	return -EOPNOTSUPP;
+}
+
+static int hmr_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
+			 const struct ib_recv_wr **bad_wr)
+{
+	*bad_wr = wr;
+	return -EOPNOTSUPP;
+}
+
+const struct ib_device_ops hmr_dev_ops = {
+	.owner = THIS_MODULE,
+	.driver_id = RDMA_DRIVER_UNKNOWN,
+	.uverbs_abi_ver = HMR_UVERBS_ABI_VERSION,
+
+	.alloc_pd = hmr_alloc_pd,
+	.alloc_ucontext = hmr_alloc_ucontext,
+	.create_cq = hmr_create_cq,
+	.create_qp = hmr_create_qp,
+	.dealloc_driver = hmr_dealloc_driver,
+	.dealloc_pd = hmr_dealloc_pd,
+	.dealloc_ucontext = hmr_dealloc_ucontext,
+	.dereg_mr = hmr_dereg_mr,
+	.destroy_cq = hmr_destroy_cq,
+	.destroy_qp = hmr_destroy_qp,
+	.disassociate_ucontext = hmr_disassociate_ucontext,
+	.get_dma_mr = hmr_get_dma_mr,
+	.get_link_layer = hmr_get_link_layer,
+	.get_port_immutable = hmr_get_port_immutable,
+	.mmap = hmr_mmap,
+	.mmap_free = hmr_mmap_free,
+	.modify_qp = hmr_modify_qp,
+	.poll_cq = hmr_poll_cq,
+	.post_recv = hmr_post_recv,
+	.post_send = hmr_post_send,
+	.query_device = hmr_query_device,
+	.query_pkey = hmr_query_pkey,
+	.query_port = hmr_query_port,
+	.query_qp = hmr_query_qp,
+	.reg_user_mr = hmr_reg_user_mr,
+	.req_notify_cq = hmr_req_notify_cq,
+
+	INIT_RDMA_OBJ_SIZE(ib_cq, hmr_cq, ibcq),
+	INIT_RDMA_OBJ_SIZE(ib_pd, hmr_pd, ibpd),
+	INIT_RDMA_OBJ_SIZE(ib_qp, hmr_qp, ibqp),
+	INIT_RDMA_OBJ_SIZE(ib_ucontext, hmr_ucontext, ibuc),
+};

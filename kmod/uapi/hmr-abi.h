@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: ((GPL-2.0 WITH Linux-syscall-note) OR BSD-2-Clause) */
+/*
+ * hmr-abi.h: the uABI between hmr.ko and its rdma-core provider (libhmr-rdmav*.so).
+ *
+ * Only __u32/__u64 fields, every struct padded explicitly to a multiple of 8 bytes, so the
+ * layout is the same for every compiler and for 32- and 64-bit userspace. The kernel treats
+ * everything userspace writes (commands and shared ring memory) as hostile.
+ */
+#ifndef HMR_ABI_H
+#define HMR_ABI_H
+
+#include <linux/types.h>
+
+/* ib_device_ops.uverbs_abi_ver; the provider matches exactly this version. */
+#define HMR_UVERBS_ABI_VERSION	1
+
+/* Response to ibv_get_context (alloc_ucontext). */
+struct hmr_alloc_ucontext_resp {
+	__u32 abi_version;		/* HMR_UVERBS_ABI_VERSION */
+	__u32 reserved;
+};
+
+/*
+ * Shared rings. Each CQ, SQ and RQ is one ring, mapped into the process with mmap() at the
+ * offset the create command returned. A ring is a struct hmr_ring_hdr followed, at offset
+ * HMR_RING_HDR_SIZE, by a power-of-two number of fixed-size entries. Indices are free-running
+ * __u32 counters; entry i lives in slot (i & (num - 1)).
+ *
+ * Ordering (both sides): the producer writes the entry, then publishes prod with a release
+ * store; the consumer reads prod with an acquire load, reads the entry, then publishes cons
+ * with a release store. Each side keeps its own index privately and only ever reads the
+ * other side's from shared memory; the kernel checks that 0 <= prod - cons <= num before it
+ * believes an index written by userspace.
+ *
+ *   ring   producer  consumer
+ *   CQ     kernel    provider (poll_cq)
+ *   SQ     provider  kernel   (post_send, then the doorbell)
+ *   RQ     provider  kernel   (post_recv)
+ */
+struct hmr_ring_hdr {
+	__u32 prod;			/* written by the producer only */
+	__u32 pad0[15];			/* prod and cons on separate cache lines */
+	__u32 cons;			/* written by the consumer only */
+	__u32 pad1[15];
+};
+
+#define HMR_RING_HDR_SIZE	128
+
+/*
+ * A completion (CQ ring entry). Field values are those of struct ibv_wc / enum ibv_wc_*,
+ * which equal the kernel's enum ib_wc_status / ib_wc_opcode (ib_uverbs_poll_cq copies them).
+ */
+struct hmr_cqe {
+	__u64 wr_id;
+	__u32 status;			/* enum ibv_wc_status */
+	__u32 opcode;			/* enum ibv_wc_opcode */
+	__u32 vendor_err;
+	__u32 byte_len;
+	__u32 imm_data;			/* big endian, as on the wire */
+	__u32 qp_num;
+	__u32 src_qp;
+	__u32 wc_flags;			/* enum ibv_wc_flags */
+	__u32 reserved[2];
+};
+
+/* Response to create_cq (ibv_create_cq / ibv_create_cq_ex). */
+struct hmr_create_cq_resp {
+	__u64 mmap_offset;		/* mmap() offset of the CQ ring */
+	__u64 mmap_size;		/* bytes to map: header and entries, page aligned */
+	__u32 num;			/* entries in the ring, a power of two >= cqe + 1 */
+	__u32 reserved;
+};
+
+#define HMR_MAX_SGE_ABI		16	/* scatter/gather entries in a WQE */
+#define HMR_MAX_INLINE_ABI	256	/* inline bytes in a send WQE */
+
+struct hmr_sge {
+	__u64 addr;
+	__u32 length;
+	__u32 lkey;
+};
+
+/* A send work request (SQ ring entry). Values are those of struct ibv_send_wr. */
+struct hmr_send_wqe {
+	__u64 wr_id;
+	__u32 opcode;			/* enum ibv_wr_opcode */
+	__u32 send_flags;		/* enum ibv_send_flags */
+	__u32 num_sge;			/* sge[] entries used, unless IBV_SEND_INLINE */
+	__u32 imm_data;			/* big endian; also invalidate rkey */
+	__u64 remote_addr;		/* RDMA and atomic operations */
+	__u32 rkey;
+	__u32 inline_len;		/* bytes of inline_data[], with IBV_SEND_INLINE */
+	__u64 compare_add;		/* atomic: compare (CMP_AND_SWP) or add (FETCH_AND_ADD) */
+	__u64 swap;
+	__u64 reserved;
+	union {
+		struct hmr_sge sge[HMR_MAX_SGE_ABI];
+		__u8 inline_data[HMR_MAX_INLINE_ABI];
+	};
+};
+
+/* A receive work request (RQ ring entry). */
+struct hmr_recv_wqe {
+	__u64 wr_id;
+	__u32 num_sge;
+	__u32 reserved;
+	struct hmr_sge sge[HMR_MAX_SGE_ABI];
+};
+
+/* Response to create_qp (ibv_create_qp / ibv_create_qp_ex). */
+struct hmr_create_qp_resp {
+	__u64 sq_mmap_offset;		/* SQ ring: struct hmr_send_wqe entries */
+	__u64 sq_mmap_size;
+	__u64 rq_mmap_offset;		/* RQ ring: struct hmr_recv_wqe entries */
+	__u64 rq_mmap_size;
+	__u32 sq_num;			/* entries in each ring, powers of two */
+	__u32 rq_num;
+};
+
+#endif /* HMR_ABI_H */

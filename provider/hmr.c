@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * hmr provider: device matching, context, device/port queries, protection domains, memory
+ * regions (registration is a command: the kernel mirrors the range, nothing is pinned).
+ * Loaded by libibverbs through /etc/libibverbs.d/hmr.driver for devices named hmr*.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmr.h"
+
+static const struct verbs_match_ent hmr_match_table[] = {
+	/* The kernel device's driver id is RDMA_DRIVER_UNKNOWN: match by name only. */
+	VERBS_NAME_MATCH("hmr", NULL),
+	{},
+};
+
+static int hmr_query_device(struct ibv_context *ibctx,
+			    const struct ibv_query_device_ex_input *input,
+			    struct ibv_device_attr_ex *attr, size_t attr_size)
+{
+	struct ib_uverbs_ex_query_device_resp resp;
+	size_t resp_size = sizeof(resp);
+	uint64_t fw;
+	int ret;
+
+	ret = ibv_cmd_query_device_any(ibctx, input, attr, attr_size, &resp, &resp_size);
+	if (ret)
+		return ret;
+	fw = resp.base.fw_ver;
+	snprintf(attr->orig_attr.fw_ver, sizeof(attr->orig_attr.fw_ver), "%u.%u.%u",
+		 (unsigned int)(fw >> 32) & 0xffff, (unsigned int)(fw >> 16) & 0xffff,
+		 (unsigned int)fw & 0xffff);
+	return 0;
+}
+
+static int hmr_query_port(struct ibv_context *ibctx, uint8_t port, struct ibv_port_attr *attr)
+{
+	struct ibv_query_port cmd;
+
+	return ibv_cmd_query_port(ibctx, port, attr, &cmd, sizeof(cmd));
+}
+
+static struct ibv_pd *hmr_alloc_pd(struct ibv_context *ibctx)
+{
+	struct ib_uverbs_alloc_pd_resp resp;
+	struct ibv_alloc_pd cmd;
+	struct ibv_pd *pd;
+
+	pd = calloc(1, sizeof(*pd));
+	if (!pd)
+		return NULL;
+	if (ibv_cmd_alloc_pd(ibctx, pd, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(pd);
+		return NULL;
+	}
+	return pd;
+}
+
+static int hmr_dealloc_pd(struct ibv_pd *pd)
+{
+	int ret;
+
+	ret = ibv_cmd_dealloc_pd(pd);
+	if (ret)
+		return ret;
+	free(pd);
+	return 0;
+}
+
+static struct ibv_mr *hmr_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
+			      uint64_t hca_va, int access)
+{
+	struct ib_uverbs_reg_mr_resp resp;
+	struct ibv_reg_mr cmd;
+	struct verbs_mr *vmr;
+
+	vmr = calloc(1, sizeof(*vmr));
+	if (!vmr)
+		return NULL;
+	if (ibv_cmd_reg_mr(pd, addr, length, hca_va, access, vmr, &cmd, sizeof(cmd), &resp,
+			   sizeof(resp))) {
+		free(vmr);
+		return NULL;
+	}
+	return &vmr->ibv_mr;
+}
+
+static int hmr_dereg_mr(struct verbs_mr *vmr)
+{
+	int ret;
+
+	ret = ibv_cmd_dereg_mr(vmr);
+	if (ret)
+		return ret;
+	free(vmr);
+	return 0;
+}
+
+static void hmr_free_context(struct ibv_context *ibctx)
+{
+	struct hmr_context *ctx = to_hctx(ibctx);
+
+	verbs_uninit_context(&ctx->vctx);
+	free(ctx);
+}
+
+static const struct verbs_context_ops hmr_ctx_ops = {
+	.alloc_pd = hmr_alloc_pd,
+	.create_cq = hmr_create_cq,
+	.create_qp = hmr_create_qp,
+	.dealloc_pd = hmr_dealloc_pd,
+	.dereg_mr = hmr_dereg_mr,
+	.destroy_cq = hmr_destroy_cq,
+	.destroy_qp = hmr_destroy_qp,
+	.free_context = hmr_free_context,
+	.modify_qp = hmr_modify_qp,
+	.poll_cq = hmr_poll_cq,
+	.post_recv = hmr_post_recv,
+	.post_send = hmr_post_send,
+	.query_device_ex = hmr_query_device,
+	.query_port = hmr_query_port,
+	.query_qp = hmr_query_qp,
+	.reg_mr = hmr_reg_mr,
+	.req_notify_cq = ibv_cmd_req_notify_cq,
+};
+
+static struct verbs_context *hmr_alloc_context(struct ibv_device *ibdev, int cmd_fd,
+					       void *private_data)
+{
+	struct hmr_get_context_resp resp = {};
+	struct ibv_get_context cmd;
+	struct hmr_context *ctx;
+
+	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, vctx, RDMA_DRIVER_UNKNOWN);
+	if (!ctx)
+		return NULL;
+	if (hmr_cmd_get_context(&ctx->vctx, &cmd, sizeof(cmd), &resp.ibv_resp, sizeof(resp)))
+		goto err_uninit;
+	if (resp.drv.abi_version != HMR_UVERBS_ABI_VERSION) {
+		errno = EPROTO;
+		goto err_uninit;
+	}
+	verbs_set_ops(&ctx->vctx, &hmr_ctx_ops);
+	return &ctx->vctx;
+
+err_uninit:
+	verbs_uninit_context(&ctx->vctx);
+	free(ctx);
+	return NULL;
+}
+
+static struct verbs_device *hmr_device_alloc(struct verbs_sysfs_dev *sysfs_dev)
+{
+	struct hmr_device *dev;
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return NULL;
+	dev->abi_version = sysfs_dev->abi_ver;
+	return &dev->vdev;
+}
+
+static void hmr_uninit_device(struct verbs_device *vdev)
+{
+	free(to_hdev(&vdev->device));
+}
+
+static const struct verbs_device_ops hmr_dev_ops = {
+	.name = "hmr",
+	.match_min_abi_version = HMR_UVERBS_ABI_VERSION,
+	.match_max_abi_version = HMR_UVERBS_ABI_VERSION,
+	.match_table = hmr_match_table,
+	.alloc_device = hmr_device_alloc,
+	.uninit_device = hmr_uninit_device,
+	.alloc_context = hmr_alloc_context,
+};
+PROVIDER_DRIVER(hmr, hmr_dev_ops);

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * hmr provider: the userspace half of the hmr software RDMA device (kmod/).
+ */
+#ifndef HMR_PROVIDER_H
+#define HMR_PROVIDER_H
+
+#include <pthread.h>
+
+#include <infiniband/driver.h>
+#include <infiniband/verbs.h>
+
+#include "../kmod/uapi/hmr-abi.h"
+#include "hmr_ring.h"
+
+struct hmr_device {
+	struct verbs_device vdev;
+	uint32_t abi_version;		/* the kernel's uverbs_abi_ver, from sysfs */
+};
+
+struct hmr_context {
+	struct verbs_context vctx;
+};
+
+struct hmr_cq {
+	struct verbs_cq vcq;
+	pthread_spinlock_t lock;	/* serialises pollers: ring.index (the consumer index) */
+	struct hmr_uring ring;
+};
+
+struct hmr_qp {
+	struct verbs_qp vqp;
+	pthread_spinlock_t sq_lock;	/* serialises posters: sq.index (the producer index) */
+	pthread_spinlock_t rq_lock;	/* likewise for rq.index */
+	struct hmr_uring sq;
+	struct hmr_uring rq;
+	struct ibv_qp_cap cap;		/* as the kernel reported it */
+};
+
+/* Command and response buffers: the core's part followed by hmr's (kmod/uapi/hmr-abi.h). */
+struct hmr_get_context_resp {
+	struct ib_uverbs_get_context_resp ibv_resp;
+	struct hmr_alloc_ucontext_resp drv;
+};
+
+struct hmr_create_cq_cmd_resp {
+	struct ib_uverbs_create_cq_resp ibv_resp;
+	struct hmr_create_cq_resp drv;
+};
+
+struct hmr_create_qp_cmd_resp {
+	struct ib_uverbs_create_qp_resp ibv_resp;
+	struct hmr_create_qp_resp drv;
+};
+
+/*
+ * rdma-core differences (IBVERBS_PABI_VERSION from its config.h): 34 for 44.0 and 56.1,
+ * 65 for 65.0. ibv_cmd_get_context() gained a struct ibv_fd_arr * argument in 57.
+ */
+static inline int hmr_cmd_get_context(struct verbs_context *vctx, struct ibv_get_context *cmd,
+				      size_t cmd_size, struct ib_uverbs_get_context_resp *resp,
+				      size_t resp_size)
+{
+#if IBVERBS_PABI_VERSION >= 57
+	return ibv_cmd_get_context(vctx, cmd, cmd_size, NULL, resp, resp_size);
+#else
+	return ibv_cmd_get_context(vctx, cmd, cmd_size, resp, resp_size);
+#endif
+}
+
+static inline struct hmr_context *to_hctx(struct ibv_context *ibctx)
+{
+	return container_of(ibctx, struct hmr_context, vctx.context);
+}
+
+static inline struct hmr_device *to_hdev(struct ibv_device *ibdev)
+{
+	return container_of(ibdev, struct hmr_device, vdev.device);
+}
+
+static inline struct hmr_cq *to_hcq(struct ibv_cq *ibcq)
+{
+	return container_of(ibcq, struct hmr_cq, vcq.cq);
+}
+
+static inline struct hmr_qp *to_hqp(struct ibv_qp *ibqp)
+{
+	return container_of(ibqp, struct hmr_qp, vqp.qp);
+}
+
+/* hmr_qp.c */
+struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+int hmr_destroy_qp(struct ibv_qp *ibqp);
+int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
+		 struct ibv_qp_init_attr *init);
+int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask);
+int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
+int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
+
+/* hmr_cq.c */
+struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
+			     struct ibv_comp_channel *channel, int comp_vector);
+int hmr_destroy_cq(struct ibv_cq *ibcq);
+int hmr_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
+
+#endif /* HMR_PROVIDER_H */

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * hmr provider: RC queue pairs. post_recv writes the RQ ring; post_send writes the SQ ring and
+ * rings the doorbell (a POST_SEND command without WRs); the kernel consumes both.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hmr.h"
+
+static int hmr_qp_map_rings(struct hmr_qp *qp, int cmd_fd, struct hmr_create_qp_resp *r)
+{
+	if (hmr_uring_map(&qp->sq, cmd_fd, r->sq_mmap_offset, r->sq_mmap_size, r->sq_num,
+			  sizeof(struct hmr_send_wqe)))
+		return -1;
+	if (hmr_uring_map(&qp->rq, cmd_fd, r->rq_mmap_offset, r->rq_mmap_size, r->rq_num,
+			  sizeof(struct hmr_recv_wqe))) {
+		hmr_uring_unmap(&qp->sq);
+		return -1;
+	}
+	return 0;
+}
+
+static int hmr_qp_init_locks(struct hmr_qp *qp)
+{
+	if (pthread_spin_init(&qp->sq_lock, PTHREAD_PROCESS_PRIVATE))
+		return -1;
+	if (pthread_spin_init(&qp->rq_lock, PTHREAD_PROCESS_PRIVATE)) {
+		pthread_spin_destroy(&qp->sq_lock);
+		return -1;
+	}
+	return 0;
+}
+
+static void hmr_qp_destroy_locks(struct hmr_qp *qp)
+{
+	pthread_spin_destroy(&qp->rq_lock);
+	pthread_spin_destroy(&qp->sq_lock);
+}
+
+struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+{
+	struct hmr_create_qp_cmd_resp resp = {};
+	struct ibv_create_qp cmd = {};
+	struct hmr_qp *qp;
+	int err;
+
+	qp = calloc(1, sizeof(*qp));
+	if (!qp)
+		return NULL;
+	if (hmr_qp_init_locks(qp))
+		goto err_free;
+	if (ibv_cmd_create_qp(pd, &qp->vqp.qp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
+			      sizeof(resp)))
+		goto err_locks;
+	if (hmr_qp_map_rings(qp, pd->context->cmd_fd, &resp.drv))
+		goto err_destroy;
+	qp->cap = attr->cap;
+	return &qp->vqp.qp;
+
+err_destroy:
+	err = errno;
+	ibv_cmd_destroy_qp(&qp->vqp.qp);
+	errno = err;
+err_locks:
+	hmr_qp_destroy_locks(qp);
+err_free:
+	free(qp);
+	return NULL;
+}
+
+int hmr_destroy_qp(struct ibv_qp *ibqp)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+	int ret;
+
+	ret = ibv_cmd_destroy_qp(ibqp);
+	if (ret)
+		return ret;
+	hmr_uring_unmap(&qp->rq);
+	hmr_uring_unmap(&qp->sq);
+	hmr_qp_destroy_locks(qp);
+	free(qp);
+	return 0;
+}
+
+int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
+		 struct ibv_qp_init_attr *init)
+{
+	struct ibv_query_qp cmd;
+
+	return ibv_cmd_query_qp(ibqp, attr, mask, init, &cmd, sizeof(cmd));
+}
+
+int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
+{
+	struct ibv_modify_qp cmd = {};
+
+	return ibv_cmd_modify_qp(ibqp, attr, mask, &cmd, sizeof(cmd));
+}
+
+static void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num)
+{
+	int i;
+
+	for (i = 0; i < num; i++) {
+		dst[i].addr = src[i].addr;
+		dst[i].length = src[i].length;
+		dst[i].lkey = src[i].lkey;
+	}
+}
+
+/* Caller holds qp->rq_lock. */
+static int hmr_post_one_recv(struct hmr_qp *qp, const struct ibv_recv_wr *wr)
+{
+	struct hmr_recv_wqe *wqe;
+
+	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->cap.max_recv_sge)
+		return EINVAL;
+	wqe = hmr_uring_next(&qp->rq);
+	if (!wqe)
+		return ENOMEM;
+	wqe->wr_id = wr->wr_id;
+	wqe->num_sge = wr->num_sge;
+	wqe->reserved = 0;
+	hmr_copy_sges(wqe->sge, wr->sg_list, wr->num_sge);
+	qp->rq.index++;
+	return 0;
+}
+
+int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+	int ret = 0;
+
+	pthread_spin_lock(&qp->rq_lock);
+	for (; wr; wr = wr->next) {
+		ret = hmr_post_one_recv(qp, wr);
+		if (ret) {
+			*bad_wr = wr;
+			break;
+		}
+	}
+	hmr_uring_publish_prod(&qp->rq);
+	pthread_spin_unlock(&qp->rq_lock);
+	return ret;
+}
+
+/* Copy the WR's gather list into the WQE as inline data. */
+static int hmr_wqe_set_inline(struct hmr_qp *qp, struct hmr_send_wqe *wqe,
+			      const struct ibv_send_wr *wr)
+{
+	uint32_t len = 0;
+	int i;
+
+	for (i = 0; i < wr->num_sge; i++) {
+		if (wr->sg_list[i].length > qp->cap.max_inline_data - len)
+			return EINVAL;
+		memcpy(wqe->inline_data + len, (void *)(uintptr_t)wr->sg_list[i].addr,
+		       wr->sg_list[i].length);
+		len += wr->sg_list[i].length;
+	}
+	wqe->inline_len = len;
+	wqe->num_sge = 0;
+	return 0;
+}
+
+static void hmr_wqe_set_remote(struct hmr_send_wqe *wqe, const struct ibv_send_wr *wr)
+{
+	switch (wr->opcode) {
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+	case IBV_WR_RDMA_READ:
+		wqe->remote_addr = wr->wr.rdma.remote_addr;
+		wqe->rkey = wr->wr.rdma.rkey;
+		break;
+	case IBV_WR_ATOMIC_CMP_AND_SWP:
+	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+		wqe->remote_addr = wr->wr.atomic.remote_addr;
+		wqe->rkey = wr->wr.atomic.rkey;
+		wqe->compare_add = wr->wr.atomic.compare_add;
+		wqe->swap = wr->wr.atomic.swap;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Caller holds qp->sq_lock. */
+static int hmr_post_one_send(struct hmr_qp *qp, const struct ibv_send_wr *wr)
+{
+	struct hmr_send_wqe *wqe;
+
+	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->cap.max_send_sge)
+		return EINVAL;
+	wqe = hmr_uring_next(&qp->sq);
+	if (!wqe)
+		return ENOMEM;
+	memset(wqe, 0, offsetof(struct hmr_send_wqe, sge));
+	wqe->wr_id = wr->wr_id;
+	wqe->opcode = wr->opcode;
+	wqe->send_flags = wr->send_flags;
+	wqe->imm_data = wr->imm_data;
+	hmr_wqe_set_remote(wqe, wr);
+	if (wr->send_flags & IBV_SEND_INLINE) {
+		if (hmr_wqe_set_inline(qp, wqe, wr))
+			return EINVAL;
+	} else {
+		wqe->num_sge = wr->num_sge;
+		hmr_copy_sges(wqe->sge, wr->sg_list, wr->num_sge);
+	}
+	qp->sq.index++;
+	return 0;
+}
+
+/* Tell the kernel the SQ has new WQEs: POST_SEND with no WRs. */
+static int hmr_doorbell(struct ibv_qp *ibqp)
+{
+	struct ib_uverbs_post_send_resp resp;
+	struct ibv_post_send cmd = {};
+
+	cmd.hdr.command = IB_USER_VERBS_CMD_POST_SEND;
+	cmd.hdr.in_words = sizeof(cmd) / 4;
+	cmd.hdr.out_words = sizeof(resp) / 4;
+	cmd.response = (uintptr_t)&resp;
+	cmd.qp_handle = ibqp->handle;
+	cmd.wqe_size = sizeof(struct ib_uverbs_send_wr);
+	if (write(ibqp->context->cmd_fd, &cmd, sizeof(cmd)) != sizeof(cmd))
+		return errno;
+	return 0;
+}
+
+int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+	int ret = 0, dbret;
+
+	pthread_spin_lock(&qp->sq_lock);
+	for (; wr; wr = wr->next) {
+		ret = hmr_post_one_send(qp, wr);
+		if (ret) {
+			*bad_wr = wr;
+			break;
+		}
+	}
+	hmr_uring_publish_prod(&qp->sq);
+	pthread_spin_unlock(&qp->sq_lock);
+	dbret = hmr_doorbell(ibqp);
+	return ret ? ret : dbret;
+}

@@ -1,0 +1,41 @@
+"""Unmodified verbs applications over hmr0: ibv_rc_pingpong and perftest, two processes each."""
+import os
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
+
+
+def client_server(args, timeout=120):
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    client = subprocess.run(args + ["localhost"], capture_output=True, text=True,
+                            timeout=timeout)
+    sout, _ = server.communicate(timeout=timeout)
+    assert client.returncode == 0, client.stdout + client.stderr
+    assert server.returncode == 0, sout
+    return client.stdout, sout
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_ibv_rc_pingpong(events):
+    args = ["ibv_rc_pingpong", "-d", "hmr0", "-g", "1", "-n", "200", "-s", "4096"]
+    if events:
+        args.append("-e")
+    for out in client_server(args):
+        assert "1638400 bytes in" in out and "200 iters" in out, out
+
+
+@pytest.mark.parametrize("tool,extra", [
+    ("ib_send_lat", []),
+    ("ib_write_lat", ["--use_old_post_send"]),
+    ("ib_read_lat", ["--use_old_post_send"]),
+    ("ib_atomic_lat", ["--use_old_post_send"]),
+    ("ib_write_bw", ["--use_old_post_send"]),
+])
+def test_perftest(tool, extra):
+    args = [tool, "-d", "hmr0", "-x", "1", "-n", "200"] + extra
+    cout, sout = client_server(args)
+    assert "#bytes" in cout, cout

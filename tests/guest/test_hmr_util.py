@@ -1,0 +1,52 @@
+"""Shared by the hmr guest tests (no tests here): verbs enums under one flat name.
+
+rdma-core 56's pyverbs has pyverbs.enums (flat IBV_* names); 65 replaced it with
+pyverbs.libibverbs_enums, whose names live in enum classes (ibv_access_flags.IBV_...).
+"""
+import ctypes
+import enum
+import mmap
+import types
+
+
+def _flat_enums():
+    try:
+        import pyverbs.enums as mod
+        return mod
+    except ImportError:
+        import pyverbs.libibverbs_enums as mod
+    names = {}
+    for name in dir(mod):
+        obj = getattr(mod, name)
+        if isinstance(obj, type) and issubclass(obj, enum.Enum):
+            names.update((m.name, m) for m in obj)
+        elif name.startswith("IBV_"):
+            names[name] = obj
+    return types.SimpleNamespace(**names)
+
+
+e = _flat_enums()
+
+
+# Raw mappings for the memory tests (mmap.mmap hides addresses and MAP_FIXED).
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
+MAP_FIXED = 0x10
+MADV_DONTNEED = 4
+
+
+def anon_map(length, prot=PROT_RW, addr=None):
+    """A private anonymous mapping (at @addr, replacing what is there, if given)."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (MAP_FIXED if addr else 0)
+    got = libc.mmap(addr, length, prot, flags, -1, 0)
+    assert got not in (None, ctypes.c_void_p(-1).value) and (addr is None or got == addr)
+    return got
+
+
+def unmap(addr, length):
+    assert libc.munmap(addr, length) == 0
