@@ -6,6 +6,7 @@ spread ((max-min)/median). When hmr0 and rxe0 are both present, the ratio hmr0/r
 Also prints every median as a `name value unit` line for scripts.
 """
 import csv
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -21,8 +22,10 @@ def main(path):
         if row["value"] == "":
             notes[key, row["device"]] = row.get("note") or "failed"
             runs.setdefault((key, row["device"]), [])
-        else:
+        elif math.isfinite(float(row["value"])):
             runs[key, row["device"]].append(float(row["value"]))
+        else:  # perftest sometimes prints "inf" for a run (its timer): not a figure
+            runs.setdefault((key, row["device"]), [])
         units[key] = row["unit"]
         if row["device"] not in devices:
             devices.append(row["device"])
