@@ -56,6 +56,10 @@ struct hmr_dev {
 	/* MR index (key >> 8) -> struct hmr_mr; the xarray's own lock. */
 	struct xarray mrs;
 	u32 next_mr;			/* cyclic MR index allocation, under the xarray's lock */
+	/* Taken before the lock of mrs; makes an MR's move to retired atomic (hmr_stats.c). */
+	spinlock_t stats_lock;
+	struct hmr_stats retired;	/* mirror statistics of deregistered MRs; stats_lock */
+	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 };
 
 struct hmr_ucontext {
@@ -87,6 +91,7 @@ struct hmr_mr {
 	struct hmr_mirror mirror;
 	refcount_t ref;			/* lookups by key (hmr_mr_get) and the registration */
 	struct completion done;		/* ref reached zero: dereg may free */
+	bool dying;			/* dereg started: a prefetch stops early (READ_ONCE) */
 	u64 start;			/* user virtual address */
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
@@ -189,15 +194,27 @@ struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access);
 struct hmr_mr *hmr_mr_get(struct hmr_dev *hdev, u32 key);
 void hmr_mr_put(struct hmr_mr *mr);
 bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int access);
+int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flags);
 int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr);
 int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u64 swap,
 		  u64 *orig);
+
+/* hmr_odp.c */
+int hmr_advise_mr(struct ib_pd *pd, enum ib_uverbs_advise_mr_advice advice, u32 flags,
+		  struct ib_sge *sg_list, u32 num_sge, struct uverbs_attr_bundle *attrs);
+
+/* hmr_stats.c */
+void hmr_stats_retire_begin(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap);
+void hmr_stats_retire_end(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap);
+struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port);
+int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 port, int index);
 
 /* hmr_ring.c */
 int hmr_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma);
 void hmr_mmap_free(struct rdma_user_mmap_entry *rentry);
 
 /* hmr_main.c */
+extern struct workqueue_struct *hmr_wq;
 void hmr_dealloc_driver(struct ib_device *ibdev);
 struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn);
 

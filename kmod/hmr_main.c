@@ -22,6 +22,9 @@
 
 #include "hmr_dev.h"
 
+/* Prefetch work items (hmr_odp.c); destroyed, hence drained, at module exit. */
+struct workqueue_struct *hmr_wq;
+
 /* Protects hmr_devices and every hmr_dev.list / hmr_dev.registered. */
 static DEFINE_MUTEX(hmr_devices_lock);
 static LIST_HEAD(hmr_devices);
@@ -80,6 +83,7 @@ static void hmr_init_ibdev(struct hmr_dev *hdev, struct net_device *ndev)
 	INIT_LIST_HEAD(&hdev->list);
 	xa_init_flags(&hdev->qps, XA_FLAGS_ALLOC);
 	xa_init_flags(&hdev->mrs, XA_FLAGS_ALLOC);
+	spin_lock_init(&hdev->stats_lock);
 	strscpy(ibdev->node_desc, "hmr", sizeof(ibdev->node_desc));
 	addrconf_addr_eui48((unsigned char *)&ibdev->node_guid, ndev->dev_addr);
 	ibdev->node_type = RDMA_NODE_IB_CA;
@@ -237,9 +241,14 @@ static int __init hmr_init(void)
 {
 	int ret;
 
+	hmr_wq = alloc_workqueue("hmr", WQ_UNBOUND, 0);
+	if (!hmr_wq)
+		return -ENOMEM;
 	ret = register_netdevice_notifier(&hmr_netdev_nb);
-	if (ret)
+	if (ret) {
+		destroy_workqueue(hmr_wq);
 		return ret;
+	}
 	rdma_link_register(&hmr_link_ops);
 	return 0;
 }
@@ -250,6 +259,7 @@ static void __exit hmr_exit(void)
 	rdma_link_unregister(&hmr_link_ops);
 	unregister_netdevice_notifier(&hmr_netdev_nb);
 	hmr_unregister_all();
+	destroy_workqueue(hmr_wq);	/* every MR is gone, so is every prefetch */
 	/* libhmr frees mirror tables from RCU callbacks, which are this module's code. */
 	rcu_barrier();
 }

@@ -3,6 +3,9 @@
  * Memory regions, never pinned. An MR records a range of the registering process's address
  * space and its rights, subscribes an mmu_interval_notifier to it and owns a libhmr mirror
  * of it; registration costs O(number of VMAs), not O(pages), and takes no page reference.
+ * An ODP registration (IB_ACCESS_ON_DEMAND) does not even look at the VMAs: it costs O(1),
+ * and memory that is not mapped when the DMA engine touches it fails that work request only.
+ * Implicit ODP (start 0, length U64_MAX) covers the whole user address space.
  *
  * The DMA engine (hmr_mr_copy(), hmr_mr_atomic()) reads the mirror a chunk at a time with
  * hmr_access_begin/end; a missing page is faulted with hmm_range_fault over a window and
@@ -26,6 +29,7 @@
 
 #define HMR_MR_ACCESS_WRITE	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | \
 				 IB_ACCESS_REMOTE_ATOMIC)
+#define HMR_MR_ACCESS_ALL	(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_ON_DEMAND)
 
 /* Entry format of the mirror: the page's physical address and three flag bits. */
 #define HMR_MR_PTE_HUGE		BIT_ULL(0)
@@ -146,14 +150,23 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 		return ERR_PTR(-EOPNOTSUPP);
 	/* Optional flags (relaxed ordering) are hints a software device may ignore. */
 	access &= ~IB_ACCESS_OPTIONAL;
-	if (access & ~(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ))
+	if (access & ~HMR_MR_ACCESS_ALL)
 		return ERR_PTR(-EOPNOTSUPP);
+	if ((access & IB_ACCESS_ON_DEMAND) && !start && length == U64_MAX) {
+		/* Implicit ODP: every user address, by its own value. */
+		if (iova)
+			return ERR_PTR(-EINVAL);
+		length = TASK_SIZE_MAX;
+	}
 	ret = hmr_mr_chk_range(start, length, iova);
 	if (ret)
 		return ERR_PTR(ret);
-	ret = hmr_mr_chk_mapped(current->mm, start, length, access & HMR_MR_ACCESS_WRITE);
-	if (ret)
-		return ERR_PTR(ret);
+	if (!(access & IB_ACCESS_ON_DEMAND)) {
+		ret = hmr_mr_chk_mapped(current->mm, start, length,
+					access & HMR_MR_ACCESS_WRITE);
+		if (ret)
+			return ERR_PTR(ret);
+	}
 
 	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
 	if (!mr)
@@ -189,13 +202,16 @@ int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 {
 	struct hmr_dev *hdev = to_hdev(ibmr->device);
 	struct hmr_mr *mr = to_hmr(ibmr);
+	struct hmr_stats snap;
 
-	xa_erase(&hdev->mrs, ibmr->lkey >> 8);
+	hmr_stats_retire_begin(hdev, mr, &snap);	/* takes it out of hdev->mrs */
+	WRITE_ONCE(mr->dying, true);
 	/* No new users can find it; wait for the work requests using it now. */
 	hmr_mr_put(mr);
 	wait_for_completion(&mr->done);
 	/* Waits for a running invalidation; later ones no longer see this MR. */
 	mmu_interval_notifier_remove(&mr->notifier);
+	hmr_stats_retire_end(hdev, mr, &snap);
 	hmr_mirror_destroy(&mr->mirror);	/* tables go after an RCU grace period */
 	kfree(mr);
 	return 0;
@@ -239,48 +255,106 @@ bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int a
 }
 
 /*
- * Fault a window of pages around @addr (the chunk's worth, within the MR) and install them
- * in the mirror. The mm is the registering process's; it may be another process than the
- * caller's. Returns 0 (also when the installed entries went stale again: the caller
- * retries the access) or -EFAULT.
+ * Fault (or, with @hmm_flags 0, only look up) a window of pages from @addr (page aligned):
+ * at most a chunk's worth, within [@addr, @end) and within @addr's VMA, and install them in
+ * the mirror. The mm is the registering process's; it may be another process than the
+ * caller's. Returns 0 (also when the installed entries went stale again: the caller retries
+ * the access) or -EFAULT. *@next: where the window ended; *@installed: pages installed.
  */
-static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, bool write)
+static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned long end,
+			       unsigned long hmm_flags, unsigned long *next,
+			       unsigned long *installed)
 {
-	unsigned long start = max(addr, hmr_mr_first(mr));
-	unsigned long end = min(start + HMR_CHUNK_PAGES * PAGE_SIZE, hmr_mr_end(mr));
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	unsigned long hpfns[HMR_CHUNK_PAGES];
 	u64 pfns[HMR_CHUNK_PAGES];
 	struct mm_struct *mm = mr->notifier.mm;
 	struct hmm_range range = {
 		.notifier = &mr->notifier,
-		.start = start,
-		.end = end,
+		.start = addr,
 		.hmm_pfns = hpfns,
-		.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+		.default_flags = hmm_flags,
 	};
-	unsigned long i, npages = (end - start) >> PAGE_SHIFT;
+	struct vm_area_struct *vma;
+	unsigned long i, npages = 0, valid;
 	int ret;
 
+	end = min(addr + HMR_CHUNK_PAGES * PAGE_SIZE, end);
+	*next = end;
+	*installed = 0;
 	if (!mmget_not_zero(mm))
 		return -EFAULT;
 	do {
 		range.notifier_seq = mmu_interval_read_begin(&mr->notifier);
 		mmap_read_lock(mm);
+		/*
+		 * hmm_range_fault fails the whole window if any page of it is unmapped: keep the
+		 * window in @addr's VMA (an ODP MR may span holes; the next VMA faults later).
+		 */
+		vma = vma_lookup(mm, addr);
+		if (!vma) {
+			mmap_read_unlock(mm);
+			ret = -EFAULT;
+			break;
+		}
+		range.end = min(end, vma->vm_end);
+		npages = (range.end - addr) >> PAGE_SHIFT;
+		*next = range.end;
 		ret = hmm_range_fault(&range);
 		mmap_read_unlock(mm);
 		if (ret)
 			continue;
-		for (i = 0; i < npages; i++)
+		for (i = 0, valid = 0; i < npages; i++) {
 			pfns[i] = !(hpfns[i] & HMM_PFN_VALID) ? 0 :
 				  HMR_PFN_VALID | (hpfns[i] & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0) |
 				  (hpfns[i] & ~HMM_PFN_FLAGS);
-		ret = hmr_mirror_populate(&mr->mirror, start, npages, pfns, range.notifier_seq);
+			valid += !!pfns[i];
+		}
+		ret = hmr_mirror_populate(&mr->mirror, addr, npages, pfns, range.notifier_seq);
 		if (ret == -EAGAIN)
 			ret = -EBUSY;
+		else if (!ret)
+			*installed = valid;
 	} while (ret == -EBUSY && time_before(jiffies, timeout));
 	mmput(mm);
 	return ret ? -EFAULT : 0;
+}
+
+/* Fault the window of pages from @addr, for the DMA engine. */
+static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, bool write)
+{
+	unsigned long next, installed;
+
+	return hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
+				   hmr_mr_end(mr),
+				   HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+				   &next, &installed);
+}
+
+/*
+ * Make [@iova, @iova + @len) of @mr present in its mirror (advise_mr). @hmm_flags 0 installs
+ * only what the CPU has present and skips holes; otherwise a page that cannot be faulted
+ * fails it with -EFAULT. Counts the pages installed in the device's page_prefetch.
+ */
+int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flags)
+{
+	unsigned long va = mr->start + (iova - mr->iova);
+	unsigned long addr = max(round_down(va, PAGE_SIZE), hmr_mr_first(mr));
+	unsigned long end = min(round_up(va + len, PAGE_SIZE), hmr_mr_end(mr));
+	unsigned long next, installed, total = 0;
+	int ret = 0;
+
+	while (addr < end && !READ_ONCE(mr->dying) && !fatal_signal_pending(current)) {
+		ret = hmr_mr_fault_window(mr, addr, end, hmm_flags, &next, &installed);
+		if (ret && hmm_flags)
+			break;
+		ret = 0;
+		total += installed;
+		addr = next;
+		cond_resched();
+	}
+	atomic64_add(total, &to_hdev(mr->ibmr.device)->prefetched_pages);
+	return ret;
 }
 
 /*

@@ -29,7 +29,12 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_qp = HMR_MAX_QP;
 	attr->max_qp_wr = HMR_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID;
-	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
+	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
+	/* Every MR is mirrored: ODP only skips the registration-time VMA check (hmr_mr.c). */
+	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
+	attr->odp_caps.per_transport_caps.rc_odp_caps = IB_ODP_SUPPORT_SEND |
+		IB_ODP_SUPPORT_RECV | IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ |
+		IB_ODP_SUPPORT_ATOMIC;
 	attr->max_send_sge = HMR_MAX_SGE;
 	attr->max_recv_sge = HMR_MAX_SGE;
 	attr->max_sge_rd = HMR_MAX_SGE;
@@ -176,6 +181,8 @@ const struct ib_device_ops hmr_dev_ops = {
 	.driver_id = RDMA_DRIVER_UNKNOWN,
 	.uverbs_abi_ver = HMR_UVERBS_ABI_VERSION,
 
+	.advise_mr = hmr_advise_mr,
+	.alloc_hw_port_stats = hmr_alloc_hw_port_stats,
 	.alloc_pd = hmr_alloc_pd,
 	.alloc_ucontext = hmr_alloc_ucontext,
 	.create_cq = hmr_create_cq,
@@ -188,6 +195,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	.destroy_qp = hmr_destroy_qp,
 	.disassociate_ucontext = hmr_disassociate_ucontext,
 	.get_dma_mr = hmr_get_dma_mr,
+	.get_hw_stats = hmr_get_hw_stats,
 	.get_link_layer = hmr_get_link_layer,
 	.get_port_immutable = hmr_get_port_immutable,
 	.mmap = hmr_mmap,

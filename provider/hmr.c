@@ -110,6 +110,7 @@ static void hmr_free_context(struct ibv_context *ibctx)
 }
 
 static const struct verbs_context_ops hmr_ctx_ops = {
+	.advise_mr = ibv_cmd_advise_mr,
 	.alloc_pd = hmr_alloc_pd,
 	.create_cq = hmr_create_cq,
 	.create_qp = hmr_create_qp,
