@@ -9,6 +9,7 @@ Also prints every median as a `name value unit` line.
 """
 import argparse
 import csv
+import math
 import statistics
 from collections import defaultdict
 
@@ -26,7 +27,7 @@ def main():
     ap.add_argument("--prefix", default="")
     a = ap.parse_args()
     rows_k, cols_k = a.rows.split(","), [c for c in a.cols.split(",") if c]
-    vals, rows, cols = defaultdict(list), [], []
+    vals, rows, cols, notes = defaultdict(list), [], [], {}
     with open(a.file) as f:
         for rec in csv.DictReader(f):
             r = tuple(rec[k] for k in rows_k)
@@ -36,9 +37,12 @@ def main():
             if c not in cols:
                 cols.append(c)
             try:
-                vals[r, c].append(float(rec[a.value]) / a.scale)
-            except ValueError:
-                pass
+                v = float(rec[a.value]) / a.scale
+            except ValueError:  # a failed case: the CSV's note column says why
+                notes[r, c] = rec.get("note") or "failed"
+                continue
+            if math.isfinite(v):  # perftest sometimes prints "inf" for a run
+                vals[r, c].append(v)
     if not rows:
         print(f"(not measured: {a.file} has no figures; the run above says why)")
         return
@@ -56,7 +60,7 @@ def main():
         for c in cols:
             v = vals.get((r, c))
             if not v:
-                line += f" | {'not measured':>22} {'':>7} {'':>2}"
+                line += f" | {notes.get((r, c), 'not measured')[:33]:>33}"
                 continue
             med[c] = statistics.median(v)
             sp = (max(v) - min(v)) / med[c] * 100 if med[c] else 0
