@@ -114,6 +114,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.alloc_pd = hmr_alloc_pd,
 	.create_cq = hmr_create_cq,
 	.create_qp = hmr_create_qp,
+	.create_qp_ex = hmr_create_qp_ex,
 	.dealloc_pd = hmr_dealloc_pd,
 	.dereg_mr = hmr_dereg_mr,
 	.destroy_cq = hmr_destroy_cq,

@@ -35,6 +35,10 @@ struct hmr_qp {
 	struct hmr_uring sq;
 	struct hmr_uring rq;
 	struct ibv_qp_cap cap;		/* as the kernel reported it */
+	/* ibv_wr_* builder state, under sq_lock from wr_start to wr_complete/wr_abort: */
+	uint32_t wr_start_index;	/* sq.index at wr_start: wr_abort rewinds to it */
+	int wr_err;			/* first error since wr_start, returned by wr_complete */
+	struct hmr_send_wqe *wr_cur;	/* the WQE that wr_set_* fills, NULL after an error */
 };
 
 /* Command and response buffers: the core's part followed by hmr's (kmod/uapi/hmr-abi.h). */
@@ -90,12 +94,18 @@ static inline struct hmr_qp *to_hqp(struct ibv_qp *ibqp)
 
 /* hmr_qp.c */
 struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_attr_ex *attr);
 int hmr_destroy_qp(struct ibv_qp *ibqp);
 int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 		 struct ibv_qp_init_attr *init);
 int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask);
 int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
+void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num);
+int hmr_doorbell(struct ibv_qp *ibqp);
+
+/* hmr_qp_ex.c */
+void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags);
 
 /* hmr_cq.c */
 struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,

@@ -42,24 +42,50 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 	pthread_spin_destroy(&qp->sq_lock);
 }
 
-struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+/* What create_qp_ex accepts: RC only, the opcodes the kernel executes. */
+#define HMR_QP_COMP_MASK (IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
+#define HMR_RC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
+			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
+			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
+			 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+
+static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
+{
+	if (attr->comp_mask & ~HMR_QP_COMP_MASK)
+		return EOPNOTSUPP;
+	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
+		return EINVAL;
+	if ((attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) &&
+	    (attr->qp_type != IBV_QPT_RC || (attr->send_ops_flags & ~HMR_RC_SEND_OPS)))
+		return EOPNOTSUPP;
+	return 0;
+}
+
+struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_attr_ex *attr)
 {
 	struct hmr_create_qp_cmd_resp resp = {};
 	struct ibv_create_qp cmd = {};
 	struct hmr_qp *qp;
 	int err;
 
+	err = hmr_check_qp_init_attr(attr);
+	if (err) {
+		errno = err;
+		return NULL;
+	}
 	qp = calloc(1, sizeof(*qp));
 	if (!qp)
 		return NULL;
 	if (hmr_qp_init_locks(qp))
 		goto err_free;
-	if (ibv_cmd_create_qp(pd, &qp->vqp.qp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
-			      sizeof(resp)))
+	if (ibv_cmd_create_qp_ex(ibctx, &qp->vqp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
+				 sizeof(resp)))
 		goto err_locks;
-	if (hmr_qp_map_rings(qp, pd->context->cmd_fd, &resp.drv))
+	if (hmr_qp_map_rings(qp, ibctx->cmd_fd, &resp.drv))
 		goto err_destroy;
 	qp->cap = attr->cap;
+	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
+		hmr_qp_ex_init(qp, attr->send_ops_flags);
 	return &qp->vqp.qp;
 
 err_destroy:
@@ -71,6 +97,27 @@ err_locks:
 err_free:
 	free(qp);
 	return NULL;
+}
+
+struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+{
+	struct ibv_qp_init_attr_ex attr_ex = {
+		.qp_context = attr->qp_context,
+		.send_cq = attr->send_cq,
+		.recv_cq = attr->recv_cq,
+		.srq = attr->srq,
+		.cap = attr->cap,
+		.qp_type = attr->qp_type,
+		.sq_sig_all = attr->sq_sig_all,
+		.comp_mask = IBV_QP_INIT_ATTR_PD,
+		.pd = pd,
+	};
+	struct ibv_qp *qp;
+
+	qp = hmr_create_qp_ex(pd->context, &attr_ex);
+	if (qp)
+		attr->cap = attr_ex.cap;
+	return qp;
 }
 
 int hmr_destroy_qp(struct ibv_qp *ibqp)
@@ -103,7 +150,7 @@ int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 	return ibv_cmd_modify_qp(ibqp, attr, mask, &cmd, sizeof(cmd));
 }
 
-static void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num)
+void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num)
 {
 	int i;
 
@@ -218,7 +265,7 @@ static int hmr_post_one_send(struct hmr_qp *qp, const struct ibv_send_wr *wr)
 }
 
 /* Tell the kernel the SQ has new WQEs: POST_SEND with no WRs. */
-static int hmr_doorbell(struct ibv_qp *ibqp)
+int hmr_doorbell(struct ibv_qp *ibqp)
 {
 	struct ib_uverbs_post_send_resp resp;
 	struct ibv_post_send cmd = {};

@@ -30,10 +30,14 @@ def test_ibv_rc_pingpong(events):
 
 @pytest.mark.parametrize("tool,extra", [
     ("ib_send_lat", []),
+    ("ib_write_lat", []),
+    ("ib_read_lat", []),
+    ("ib_atomic_lat", []),
+    ("ib_write_bw", []),
+    ("ib_read_bw", []),
+    ("ib_send_bw", []),
     ("ib_write_lat", ["--use_old_post_send"]),
-    ("ib_read_lat", ["--use_old_post_send"]),
-    ("ib_atomic_lat", ["--use_old_post_send"]),
-    ("ib_write_bw", ["--use_old_post_send"]),
+    ("ib_send_lat", ["--use_old_post_send"]),
 ])
 def test_perftest(tool, extra):
     args = [tool, "-d", "hmr0", "-x", "1", "-n", "200"] + extra

@@ -263,8 +263,9 @@ def test_counters_count_faults_and_invalidations(odp):
 
 @pytest.mark.parametrize("tool,extra", [
     ("ib_send_lat", []),
-    ("ib_write_lat", ["--use_old_post_send"]),
-    ("ib_read_lat", ["--use_old_post_send"]),
+    ("ib_write_lat", []),
+    ("ib_read_lat", []),
+    ("ib_write_bw", []),
 ])
 def test_perftest_odp(tool, extra):
     args = [tool, "-d", "hmr0", "-x", "1", "-n", "200", "--odp"] + extra
