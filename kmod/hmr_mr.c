@@ -148,8 +148,11 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 
 	if (!udata)
 		return ERR_PTR(-EOPNOTSUPP);
-	/* Optional flags (relaxed ordering) are hints a software device may ignore. */
-	access &= ~IB_ACCESS_OPTIONAL;
+	/*
+	 * Optional flags (relaxed ordering) are hints a software device may ignore; so is HUGETLB
+	 * ("the range is hugetlbfs-backed"): the mirror takes the page size from the CPU page table.
+	 */
+	access &= ~(IB_ACCESS_OPTIONAL | IB_ACCESS_HUGETLB);
 	if (access & ~HMR_MR_ACCESS_ALL)
 		return ERR_PTR(-EOPNOTSUPP);
 	if ((access & IB_ACCESS_ON_DEMAND) && !start && length == U64_MAX) {

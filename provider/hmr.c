@@ -113,6 +113,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.advise_mr = ibv_cmd_advise_mr,
 	.alloc_pd = hmr_alloc_pd,
 	.create_cq = hmr_create_cq,
+	.create_cq_ex = hmr_create_cq_ex,
 	.create_qp = hmr_create_qp,
 	.create_qp_ex = hmr_create_qp_ex,
 	.dealloc_pd = hmr_dealloc_pd,

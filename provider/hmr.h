@@ -26,6 +26,7 @@ struct hmr_cq {
 	struct verbs_cq vcq;
 	pthread_spinlock_t lock;	/* serialises pollers: ring.index (the consumer index) */
 	struct hmr_uring ring;
+	const struct hmr_cqe *cur;	/* ibv_cq_ex: the current CQE, under lock from start_poll */
 };
 
 struct hmr_qp {
@@ -52,6 +53,11 @@ struct hmr_create_cq_cmd_resp {
 	struct hmr_create_cq_resp drv;
 };
 
+struct hmr_create_cq_ex_cmd_resp {
+	struct ib_uverbs_ex_create_cq_resp ibv_resp;
+	struct hmr_create_cq_resp drv;
+};
+
 struct hmr_create_qp_cmd_resp {
 	struct ib_uverbs_create_qp_resp ibv_resp;
 	struct hmr_create_qp_resp drv;
@@ -69,6 +75,22 @@ static inline int hmr_cmd_get_context(struct verbs_context *vctx, struct ibv_get
 	return ibv_cmd_get_context(vctx, cmd, cmd_size, NULL, resp, resp_size);
 #else
 	return ibv_cmd_get_context(vctx, cmd, cmd_size, resp, resp_size);
+#endif
+}
+
+/*
+ * ibv_cmd_create_cq_ex() gained a struct verbs_create_cq_prov_attr * argument (CQ buffers
+ * passed to the kernel) in 2025; CMake looks for it in the tree's driver.h.
+ */
+static inline int hmr_cmd_create_cq_ex(struct ibv_context *ctx,
+				       const struct ibv_cq_init_attr_ex *attr, struct verbs_cq *cq,
+				       struct ibv_create_cq_ex *cmd, size_t cmd_size,
+				       struct ib_uverbs_ex_create_cq_resp *resp, size_t resp_size)
+{
+#ifdef HMR_CREATE_CQ_EX_PROV_ATTR
+	return ibv_cmd_create_cq_ex(ctx, attr, NULL, cq, cmd, cmd_size, resp, resp_size, 0);
+#else
+	return ibv_cmd_create_cq_ex(ctx, attr, cq, cmd, cmd_size, resp, resp_size, 0);
 #endif
 }
 
@@ -104,12 +126,16 @@ int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num);
 int hmr_doorbell(struct ibv_qp *ibqp);
 
+/* hmr_cq_ex.c */
+void hmr_cq_ex_init(struct hmr_cq *cq);
+
 /* hmr_qp_ex.c */
 void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags);
 
 /* hmr_cq.c */
 struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
 			     struct ibv_comp_channel *channel, int comp_vector);
+struct ibv_cq_ex *hmr_create_cq_ex(struct ibv_context *ibctx, struct ibv_cq_init_attr_ex *attr);
 int hmr_destroy_cq(struct ibv_cq *ibcq);
 int hmr_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
 

@@ -37,27 +37,47 @@ void hmr_uring_unmap(struct hmr_uring *ring)
 	ring->map = NULL;
 }
 
-struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
-			     struct ibv_comp_channel *channel, int comp_vector)
+/* Completion fields a CQE carries (slid, sl and dlid_path_bits always read 0 on RoCE). */
+#define HMR_CQ_WC_FLAGS	IBV_WC_STANDARD_FLAGS
+
+static int hmr_check_cq_attr(const struct ibv_cq_init_attr_ex *attr)
 {
-	struct hmr_create_cq_cmd_resp resp = {};
-	struct ibv_create_cq cmd;
+	if (attr->comp_mask & ~IBV_CQ_INIT_ATTR_MASK_FLAGS)
+		return EOPNOTSUPP;
+	if ((attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_FLAGS) &&
+	    (attr->flags & ~IBV_CREATE_CQ_ATTR_SINGLE_THREADED))
+		return EOPNOTSUPP;
+	if (attr->wc_flags & ~(uint64_t)HMR_CQ_WC_FLAGS)
+		return EOPNOTSUPP;
+	return 0;
+}
+
+struct ibv_cq_ex *hmr_create_cq_ex(struct ibv_context *ibctx, struct ibv_cq_init_attr_ex *attr)
+{
+	struct hmr_create_cq_ex_cmd_resp resp = {};
+	struct ibv_create_cq_ex cmd = {};
 	struct hmr_cq *cq;
 	int ret;
 
+	ret = hmr_check_cq_attr(attr);
+	if (ret) {
+		errno = ret;
+		return NULL;
+	}
 	cq = calloc(1, sizeof(*cq));
 	if (!cq)
 		return NULL;
 	ret = pthread_spin_init(&cq->lock, PTHREAD_PROCESS_PRIVATE);
 	if (ret)
 		goto err_free;
-	if (ibv_cmd_create_cq(ibctx, cqe, channel, comp_vector, &cq->vcq.cq, &cmd, sizeof(cmd),
-			      &resp.ibv_resp, sizeof(resp)))
+	if (hmr_cmd_create_cq_ex(ibctx, attr, &cq->vcq, &cmd, sizeof(cmd), &resp.ibv_resp,
+				 sizeof(resp)))
 		goto err_lock;
 	if (hmr_uring_map(&cq->ring, ibctx->cmd_fd, resp.drv.mmap_offset, resp.drv.mmap_size,
 			  resp.drv.num, sizeof(struct hmr_cqe)))
 		goto err_destroy;
-	return &cq->vcq.cq;
+	hmr_cq_ex_init(cq);
+	return &cq->vcq.cq_ex;
 
 err_destroy:
 	ret = errno;
@@ -68,6 +88,25 @@ err_lock:
 err_free:
 	free(cq);
 	return NULL;
+}
+
+struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
+			     struct ibv_comp_channel *channel, int comp_vector)
+{
+	struct ibv_cq_init_attr_ex attr = {
+		.cqe = cqe,
+		.channel = channel,
+		.comp_vector = comp_vector,
+		.wc_flags = HMR_CQ_WC_FLAGS,
+	};
+	struct ibv_cq_ex *cq;
+
+	if (cqe < 0) {	/* the _ex command's cqe is unsigned */
+		errno = EINVAL;
+		return NULL;
+	}
+	cq = hmr_create_cq_ex(ibctx, &attr);
+	return cq ? ibv_cq_ex_to_cq(cq) : NULL;
 }
 
 int hmr_destroy_cq(struct ibv_cq *ibcq)

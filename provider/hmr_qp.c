@@ -51,7 +51,9 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 
 static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 {
-	if (attr->comp_mask & ~HMR_QP_COMP_MASK)
+	if ((attr->comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS) && attr->create_flags)
+		return EOPNOTSUPP;
+	if (attr->comp_mask & ~(HMR_QP_COMP_MASK | IBV_QP_INIT_ATTR_CREATE_FLAGS))
 		return EOPNOTSUPP;
 	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
 		return EINVAL;
@@ -66,7 +68,8 @@ struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_at
 	struct hmr_create_qp_cmd_resp resp = {};
 	struct ibv_create_qp cmd = {};
 	struct hmr_qp *qp;
-	int err;
+	uint32_t mask;
+	int err, ret;
 
 	err = hmr_check_qp_init_attr(attr);
 	if (err) {
@@ -78,8 +81,13 @@ struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_at
 		return NULL;
 	if (hmr_qp_init_locks(qp))
 		goto err_free;
-	if (ibv_cmd_create_qp_ex(ibctx, &qp->vqp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
-				 sizeof(resp)))
+	/* No creation flags are supported, so an empty set need not reach the kernel. */
+	mask = attr->comp_mask;
+	attr->comp_mask &= ~IBV_QP_INIT_ATTR_CREATE_FLAGS;
+	ret = ibv_cmd_create_qp_ex(ibctx, &qp->vqp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
+				   sizeof(resp));
+	attr->comp_mask = mask;
+	if (ret)
 		goto err_locks;
 	if (hmr_qp_map_rings(qp, ibctx->cmd_fd, &resp.drv))
 		goto err_destroy;

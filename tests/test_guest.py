@@ -30,6 +30,10 @@ def _run_guest(config, kernel):
         sys.stderr.write(f"\n[guest {kernel}] {' '.join(cmd)}\n")
         sys.stderr.flush()
         rc = subprocess.call(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+        report = os.path.join(ROOT, "build", "lab", f"last-{kernel}", "rdma-core-suite.txt")
+        if os.path.exists(report):
+            with open(report) as f:
+                sys.stderr.write(f"\n[guest {kernel}] {report}:\n" + f.read().split("\n\n----")[0])
     cases = []
     if os.path.exists(junit):
         for tc in ET.parse(junit).getroot().iter("testcase"):

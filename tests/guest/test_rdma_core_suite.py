@@ -1,0 +1,154 @@
+"""rdma-core's own test suite (shipped in the guest under /usr/share/doc/rdma-core/tests) against
+hmr0: every module in its own process, counts and skip reasons written to
+/hmr-io/rdma-core-suite.txt (the host prints it after the guest run).
+
+Each module runs with Python's cyclic garbage collector off and leaves with os._exit():
+pyverbs frees a Context and its child objects in arbitrary order when they die together in a
+reference cycle (a test that raises SkipTest half-way through building its resources makes such
+cycles), and destroying a CQ after its context is gone is a use-after-free in libibverbs
+(segfault). That is a pyverbs bug and the same on every device; it hits hmr0 more often than rxe
+because hmr0 skips more tests (no UD/XRC/SRQ yet).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
+
+SUITE = "/usr/share/doc/rdma-core/tests"
+REPORT = "/hmr-io/rdma-core-suite.txt"
+VENDOR = ("test_mlx5", "test_efa", "test_irdma", "test_cuda", "test_bnxt", "test_hns")
+# Modules not run, with the reason (printed in the report).
+NOT_RUN = {"test_rdmacm": "hmr0 has no connection manager (no MAD/CM on its port): every case "
+                          "waits for address/route resolution to time out (~2 min)"}
+# Capabilities hmr0 does not have yet: a test_odp skip must carry one of these reasons.
+ODP_KNOWN_GAPS = {
+    "ODP is unavailable - Operation not supported on this device": "UD QPs",
+    "Create XRCD is not supported": "XRC",
+}
+RUNNER = """
+import gc, os, runpy, sys
+gc.disable()
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else 1
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)
+"""
+OUTCOME = re.compile(r" \.\.\. (ok|skipped '(.*)'|FAIL|ERROR|expected failure|unexpected success)$")
+NAME = re.compile(r"^(test\w*) \(([\w.]+)\)")
+
+
+def parse(out):
+    """Per test: (name, outcome, skip reason) from unittest's verbose output."""
+    results, name = [], None
+    for line in out.splitlines():
+        m = NAME.match(line)
+        if m:
+            name = m.group(2)
+        m = OUTCOME.search(line)
+        if m and name:
+            kind = m.group(1).split(" ")[0] if not m.group(1).startswith("skipped") else "skipped"
+            results.append((name, kind, m.group(2) or ""))
+            name = None
+    return results
+
+
+def run_module(top, module):
+    runner = os.path.join(top, "run_tests.py")
+    p = subprocess.run([sys.executable, "-c", RUNNER, runner, "--dev", "hmr0", "--gid", "1",
+                        "-v", module], capture_output=True, text=True, timeout=600, cwd=top)
+    out = p.stdout + p.stderr
+    ran = re.search(r"^Ran (\d+) tests?", out, re.M)
+    return {"rc": p.returncode, "ran": int(ran.group(1)) if ran else None,
+            "tests": parse(out), "out": out}
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    top = str(tmp_path_factory.mktemp("rdma-core") / "tests")
+    shutil.copytree(SUITE, top)
+    subprocess.run(f"gunzip -f {top}/*.gz", shell=True, check=True)
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        huge = f.read().strip()
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:  # test_odp's huge page cases
+        f.write("16")
+    modules = sorted(f[:-3] for f in os.listdir(top)
+                     if f.startswith("test_") and f.endswith(".py") and not f.startswith(VENDOR))
+    res = {}
+    try:
+        for m in modules:
+            if m not in NOT_RUN:
+                res[m] = run_module(top, m)
+    finally:
+        with open("/proc/sys/vm/nr_hugepages", "w") as f:
+            f.write(huge)
+    write_report(res)
+    return res
+
+
+def write_report(res):
+    lines = ["rdma-core tests against hmr0 (%s)" % SUITE,
+             "%-22s %5s %5s %7s %5s %5s  %s" % ("module", "ran", "ok", "skipped", "fail", "error",
+                                                "exit")]
+    total = {"ok": 0, "skipped": 0, "FAIL": 0, "ERROR": 0}
+    reasons = {}
+    for m, r in res.items():
+        kinds = [t[1] for t in r["tests"]]
+        c = {k: kinds.count(k) for k in total}
+        for k in total:
+            total[k] += c[k]
+        for name, kind, why in r["tests"]:
+            if kind == "skipped":
+                reasons[why] = reasons.get(why, 0) + 1
+        lines.append("%-22s %5s %5d %7d %5d %5d  %s" % (m, r["ran"], c["ok"], c["skipped"], c["FAIL"],
+                                                        c["ERROR"], r["rc"]))
+    for m, why in NOT_RUN.items():
+        lines.append("%-22s not run: %s" % (m, why))
+    lines.append("total: %d ok, %d skipped, %d failed, %d errors" %
+                 (total["ok"], total["skipped"], total["FAIL"], total["ERROR"]))
+    lines.append("skip reasons:")
+    lines += ["  %4d  %s" % (n, why) for why, n in sorted(reasons.items(), key=lambda x: -x[1])]
+    for m, r in res.items():
+        bad = [t for t in r["tests"] if t[1] in ("FAIL", "ERROR")]
+        if bad or r["rc"] != 0:
+            lines += ["", "---- %s (exit %s) ----" % (m, r["rc"]), r["out"][-4000:]]
+    with open(REPORT, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_every_module_ran_to_the_end(suite):
+    broken = {m: r["rc"] for m, r in suite.items() if r["ran"] is None or r["rc"] < 0}
+    assert not broken, f"modules that crashed or did not finish (exit codes): {broken}; see {REPORT}"
+
+
+def test_no_failures_or_errors(suite):
+    bad = [(m, t[0], t[1]) for m, r in suite.items() for t in r["tests"] if t[1] in ("FAIL", "ERROR")]
+    assert not bad, f"{bad}; see {REPORT}"
+
+
+def test_odp_module_passes_and_skips_only_for_known_gaps(suite):
+    r = suite["test_odp"]
+    passed = [t for t in r["tests"] if t[1] == "ok"]
+    skips = {t[0]: t[2] for t in r["tests"] if t[1] == "skipped"}
+    assert r["rc"] == 0 and len(passed) >= 15, r["out"][-3000:]
+    unknown = {n: why for n, why in skips.items() if why not in ODP_KNOWN_GAPS}
+    assert not unknown, f"test_odp skipped for reasons other than the known gaps: {unknown}"
+    # The huge page cases really ran (16 huge pages were reserved for them).
+    assert any("huge" in t[0] for t in passed), [t[0] for t in passed]
+
+
+def test_traffic_modules_pass_on_hmr0(suite):
+    """The RC traffic tests that hmr0 supports really ran and passed (not skipped)."""
+    want = {"test_atomic": 7, "test_pd": 4, "test_cq": 3, "test_qpex": 2, "test_cqex": 2}
+    got = {m: sum(1 for t in suite[m]["tests"] if t[1] == "ok") for m in want}
+    assert all(got[m] >= n for m, n in want.items()), got
