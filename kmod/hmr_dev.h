@@ -70,6 +70,11 @@ struct hmr_pd {
 	struct ib_pd ibpd;
 };
 
+/* UD sends carry their address in the WQE (hmr_ud.c): an AH holds nothing of its own. */
+struct hmr_ah {
+	struct ib_ah ibah;
+};
+
 struct hmr_cq {
 	struct ib_cq ibcq;
 	struct hmr_ring ring;		/* CQEs; the kernel produces */
@@ -175,6 +180,10 @@ void hmr_qp_flush(struct hmr_qp *qp);
 void hmr_qp_set_error(struct hmr_qp *qp);
 void hmr_qp_fatal(struct hmr_qp *qp);
 void hmr_qp_error_async(struct hmr_qp *qp);
+
+/* hmr_ud.c */
+int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);
+int hmr_destroy_ah(struct ib_ah *ibah, u32 flags);
 
 /* hmr_req.c */
 void hmr_req_process(struct hmr_qp *qp);

@@ -12,7 +12,11 @@ static int hmr_loopback_execute(struct hmr_request *req)
 	struct hmr_qp *peer;
 	int ret;
 
-	peer = hmr_qp_get_by_gid(&qp->attr.ah_attr.grh.dgid, qp->attr.dest_qp_num);
+	if (req->ud)
+		peer = hmr_qp_get_by_gid((const union ib_gid *)req->ud->dgid,
+					 req->ud->dest_qpn & 0xffffff);
+	else
+		peer = hmr_qp_get_by_gid(&qp->attr.ah_attr.grh.dgid, qp->attr.dest_qp_num);
 	if (!peer)
 		return HMR_RESP_LOST;	/* nobody answers */
 	ret = hmr_resp_execute(peer, req);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * RC queue pairs: creation with their SQ/RQ rings, the state machine (modify/query), and
+ * RC and UD queue pairs (UD delivery: hmr_ud.c): creation with their SQ/RQ rings, the state machine (modify/query), and
  * flushing outstanding work requests when a QP enters the error state.
  */
 #include <linux/log2.h>
@@ -19,7 +19,8 @@ static int hmr_qp_chk_init(struct ib_qp_init_attr *init)
 {
 	struct ib_qp_cap *cap = &init->cap;
 
-	if (init->qp_type != IB_QPT_RC || init->srq || init->create_flags)
+	if ((init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UD) || init->srq ||
+	    init->create_flags)
 		return -EOPNOTSUPP;
 	if (cap->max_send_wr > HMR_MAX_QP_WR || cap->max_recv_wr > HMR_MAX_QP_WR ||
 	    cap->max_send_sge > HMR_MAX_SGE || cap->max_recv_sge > HMR_MAX_SGE ||
@@ -301,7 +302,7 @@ static int hmr_qp_chk_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
 	if ((mask & IB_QP_CUR_STATE) && attr->cur_qp_state != cur)
 		return -EINVAL;
 	next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
-	if (!ib_modify_qp_is_ok(cur, next, IB_QPT_RC, mask))
+	if (!ib_modify_qp_is_ok(cur, next, qp->ibqp.qp_type, mask))
 		return -EINVAL;
 	ret = hmr_qp_chk_path(attr, mask);
 	if (ret)
@@ -320,6 +321,7 @@ static void hmr_qp_from_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mas
 	}
 #define HMR_SET(bit, field) do { if (mask & (bit)) a->field = attr->field; } while (0)
 	HMR_SET(IB_QP_PKEY_INDEX, pkey_index);
+	HMR_SET(IB_QP_QKEY, qkey);
 	HMR_SET(IB_QP_PORT, port_num);
 	HMR_SET(IB_QP_ACCESS_FLAGS, qp_access_flags);
 	HMR_SET(IB_QP_PATH_MTU, path_mtu);
@@ -406,7 +408,7 @@ int hmr_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	attr->cap = qp->cap;
 	attr->sq_draining = 0;
 	memset(init, 0, sizeof(*init));
-	init->qp_type = IB_QPT_RC;
+	init->qp_type = ibqp->qp_type;
 	init->send_cq = ibqp->send_cq;
 	init->recv_cq = ibqp->recv_cq;
 	init->cap = qp->cap;

@@ -159,15 +159,27 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 	struct hmr_sgl sgl;
 	int ret;
 
+	if (qp->ibqp.qp_type == IB_QPT_UD) {
+		ret = hmr_ud_prepare(qp, &req, wqe);
+		if (ret != IB_WC_SUCCESS)
+			return ret;
+	}
 	ret = hmr_req_prepare(qp, wqe, &sgl);
 	if (ret != IB_WC_SUCCESS)
 		return ret;
+	if (req.ud && sgl.len > ib_mtu_enum_to_int(IB_MTU_4096)) {
+		if (!sgl.inline_data)
+			hmr_sgl_put(&sgl);
+		return IB_WC_LOC_LEN_ERR;	/* a UD message is one packet */
+	}
 	if (hmr_wqe_is_atomic(wqe->opcode))
 		sgl.len = sizeof(u64);	/* the original value lands in the first 8 bytes */
 	req.local = &sgl;
 	ret = qp->transport->execute(&req);
 	if (!sgl.inline_data)
 		hmr_sgl_put(&sgl);
+	if (req.ud)
+		ret = hmr_ud_sent(ret);
 	*rnr_timer = req.rnr_timer;
 	return ret;
 }

@@ -12,7 +12,7 @@
 #include "hmr_transport.h"
 
 /* Take the next receive WQE off @qp's RQ into @wqe. Caller holds qp->resp_lock. */
-static bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
+bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
 {
 	u32 prod = hmr_ring_user_prod(&qp->rq);
 
@@ -23,7 +23,7 @@ static bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
 }
 
 /* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
-static void hmr_resp_consume_recv(struct hmr_qp *qp)
+void hmr_resp_consume_recv(struct hmr_qp *qp)
 {
 	hmr_ring_publish_cons(&qp->rq, ++qp->rq_cons);
 }
@@ -97,8 +97,8 @@ static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 l
 	return hmr_sgl_resolve(qp, sgl, &sge, 1, access);
 }
 
-static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-				   enum ib_wc_status status, u32 opcode, u32 len)
+void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			    enum ib_wc_status status, u32 opcode, u32 len)
 {
 	struct hmr_cqe cqe = {
 		.wr_id = id,
@@ -115,12 +115,14 @@ static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u
 		cqe.wc_flags = IB_WC_WITH_IMM;
 		cqe.imm_data = (__force u32)req->imm;
 	}
+	if (qp->ibqp.qp_type == IB_QPT_UD && status == IB_WC_SUCCESS)
+		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
 	hmr_cq_post(to_hcq(qp->ibqp.recv_cq), &cqe, req->solicited);
 }
 
 /* The responder side failed locally: complete the receive in error, QP to ERROR. */
-static int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-			       enum ib_wc_status status, int requester_status)
+int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			enum ib_wc_status status, int requester_status)
 {
 	hmr_resp_consume_recv(qp);
 	hmr_resp_complete_recv(qp, req, id, status, IB_WC_RECV, 0);
@@ -231,6 +233,11 @@ int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
 	state = READ_ONCE(qp->state);
 	if (state != IB_QPS_RTR && state != IB_QPS_RTS && state != IB_QPS_SQD) {
 		ret = HMR_RESP_LOST;	/* a QP not receiving drops the packets */
+		goto out_unlock;
+	}
+	if (qp->ibqp.qp_type == IB_QPT_UD || req->ud) {
+		ret = qp->ibqp.qp_type == IB_QPT_UD && req->ud ? hmr_resp_ud(qp, req) :
+								  HMR_RESP_LOST;
 		goto out_unlock;
 	}
 	switch (req->opcode) {

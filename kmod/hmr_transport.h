@@ -33,6 +33,9 @@ struct hmr_request {
 	u64 compare_add;
 	u64 swap;
 	struct hmr_sgl *local;		/* payload, or destination of READ and atomics */
+	/* UD sends only (NULL otherwise): the destination, from the WQE, and our source GID. */
+	const struct hmr_ud_av *ud;
+	union ib_gid ud_sgid;
 	u8 rnr_timer;			/* out: the responder's min_rnr_timer on an RNR NAK */
 };
 
@@ -53,6 +56,17 @@ extern const struct hmr_transport_ops hmr_loopback_transport;
 
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
+bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe);
+void hmr_resp_consume_recv(struct hmr_qp *qp);
+void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			    enum ib_wc_status status, u32 opcode, u32 len);
+int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			enum ib_wc_status status, int requester_status);
+
+/* hmr_ud.c */
+int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_send_wqe *wqe);
+int hmr_ud_sent(int status);
+int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req);
 
 /* hmr_req.c */
 int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,

@@ -35,6 +35,7 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->odp_caps.per_transport_caps.rc_odp_caps = IB_ODP_SUPPORT_SEND |
 		IB_ODP_SUPPORT_RECV | IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ |
 		IB_ODP_SUPPORT_ATOMIC;
+	attr->odp_caps.per_transport_caps.ud_odp_caps = IB_ODP_SUPPORT_SEND | IB_ODP_SUPPORT_RECV;
 	attr->max_send_sge = HMR_MAX_SGE;
 	attr->max_recv_sge = HMR_MAX_SGE;
 	attr->max_sge_rd = HMR_MAX_SGE;
@@ -47,6 +48,7 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_res_rd_atom = HMR_MAX_RD_ATOM * HMR_MAX_QP;
 	attr->atomic_cap = IB_ATOMIC_HCA;
 	attr->max_pkeys = 1;
+	attr->max_ah = HMR_MAX_QP;
 	attr->local_ca_ack_delay = 15;
 	attr->max_fast_reg_page_list_len = 512;
 	attr->max_pi_fast_reg_page_list_len = 0;
@@ -186,12 +188,15 @@ const struct ib_device_ops hmr_dev_ops = {
 	.alloc_pd = hmr_alloc_pd,
 	.alloc_ucontext = hmr_alloc_ucontext,
 	.create_cq = hmr_create_cq,
+	.create_ah = hmr_create_ah,
+	.create_user_ah = hmr_create_ah,
 	.create_qp = hmr_create_qp,
 	.dealloc_driver = hmr_dealloc_driver,
 	.dealloc_pd = hmr_dealloc_pd,
 	.dealloc_ucontext = hmr_dealloc_ucontext,
 	.dereg_mr = hmr_dereg_mr,
 	.destroy_cq = hmr_destroy_cq,
+	.destroy_ah = hmr_destroy_ah,
 	.destroy_qp = hmr_destroy_qp,
 	.disassociate_ucontext = hmr_disassociate_ucontext,
 	.get_dma_mr = hmr_get_dma_mr,
@@ -211,6 +216,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	.reg_user_mr = hmr_reg_user_mr,
 	.req_notify_cq = hmr_req_notify_cq,
 
+	INIT_RDMA_OBJ_SIZE(ib_ah, hmr_ah, ibah),
 	INIT_RDMA_OBJ_SIZE(ib_cq, hmr_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, hmr_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, hmr_qp, ibqp),

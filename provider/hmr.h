@@ -36,10 +36,20 @@ struct hmr_qp {
 	struct hmr_uring sq;
 	struct hmr_uring rq;
 	struct ibv_qp_cap cap;		/* as the kernel reported it */
+	/*
+	 * The state the application last moved the QP to (RESET at creation); the kernel's own
+	 * moves to ERROR are not seen here. Posting to a QP in RESET fails with EINVAL.
+	 */
+	enum ibv_qp_state user_state;
 	/* ibv_wr_* builder state, under sq_lock from wr_start to wr_complete/wr_abort: */
 	uint32_t wr_start_index;	/* sq.index at wr_start: wr_abort rewinds to it */
 	int wr_err;			/* first error since wr_start, returned by wr_complete */
 	struct hmr_send_wqe *wr_cur;	/* the WQE that wr_set_* fills, NULL after an error */
+};
+
+struct hmr_ah {
+	struct ibv_ah ibah;
+	struct hmr_ud_av av;		/* copied into every UD WQE (dest_qpn/qkey per WR) */
 };
 
 /* Command and response buffers: the core's part followed by hmr's (kmod/uapi/hmr-abi.h). */
@@ -109,6 +119,11 @@ static inline struct hmr_cq *to_hcq(struct ibv_cq *ibcq)
 	return container_of(ibcq, struct hmr_cq, vcq.cq);
 }
 
+static inline struct hmr_ah *to_hah(struct ibv_ah *ibah)
+{
+	return container_of(ibah, struct hmr_ah, ibah);
+}
+
 static inline struct hmr_qp *to_hqp(struct ibv_qp *ibqp)
 {
 	return container_of(ibqp, struct hmr_qp, vqp.qp);
@@ -123,8 +138,15 @@ int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask);
 int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
+bool hmr_qp_in_reset(struct hmr_qp *qp);
 void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num);
 int hmr_doorbell(struct ibv_qp *ibqp);
+
+/* hmr_ud.c */
+struct ibv_ah *hmr_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
+int hmr_destroy_ah(struct ibv_ah *ibah);
+void hmr_wqe_set_ud(struct hmr_send_wqe *wqe, struct ibv_ah *ibah, uint32_t remote_qpn,
+		    uint32_t remote_qkey);
 
 /* hmr_cq_ex.c */
 void hmr_cq_ex_init(struct hmr_cq *cq);

@@ -44,6 +44,7 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 
 /* What create_qp_ex accepts: RC only, the opcodes the kernel executes. */
 #define HMR_QP_COMP_MASK (IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
+#define HMR_UD_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM)
 #define HMR_RC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
@@ -57,9 +58,13 @@ static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 		return EOPNOTSUPP;
 	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
 		return EINVAL;
-	if ((attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) &&
-	    (attr->qp_type != IBV_QPT_RC || (attr->send_ops_flags & ~HMR_RC_SEND_OPS)))
-		return EOPNOTSUPP;
+	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) {
+		uint64_t ops = attr->qp_type == IBV_QPT_RC ? HMR_RC_SEND_OPS :
+			       attr->qp_type == IBV_QPT_UD ? HMR_UD_SEND_OPS : 0;
+
+		if (!ops || (attr->send_ops_flags & ~ops))
+			return EOPNOTSUPP;
+	}
 	return 0;
 }
 
@@ -154,8 +159,19 @@ int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 {
 	struct ibv_modify_qp cmd = {};
+	struct hmr_qp *qp = to_hqp(ibqp);
+	int ret;
 
-	return ibv_cmd_modify_qp(ibqp, attr, mask, &cmd, sizeof(cmd));
+	ret = ibv_cmd_modify_qp(ibqp, attr, mask, &cmd, sizeof(cmd));
+	if (!ret && (mask & IBV_QP_STATE))
+		__atomic_store_n(&qp->user_state, attr->qp_state, __ATOMIC_RELAXED);
+	return ret;
+}
+
+/* Posting to a QP in RESET is an immediate error (IB spec). */
+bool hmr_qp_in_reset(struct hmr_qp *qp)
+{
+	return __atomic_load_n(&qp->user_state, __ATOMIC_RELAXED) == IBV_QPS_RESET;
 }
 
 void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num)
@@ -192,6 +208,10 @@ int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_w
 	struct hmr_qp *qp = to_hqp(ibqp);
 	int ret = 0;
 
+	if (hmr_qp_in_reset(qp)) {
+		*bad_wr = wr;
+		return EINVAL;
+	}
 	pthread_spin_lock(&qp->rq_lock);
 	for (; wr; wr = wr->next) {
 		ret = hmr_post_one_recv(qp, wr);
@@ -260,7 +280,10 @@ static int hmr_post_one_send(struct hmr_qp *qp, const struct ibv_send_wr *wr)
 	wqe->opcode = wr->opcode;
 	wqe->send_flags = wr->send_flags;
 	wqe->imm_data = wr->imm_data;
-	hmr_wqe_set_remote(wqe, wr);
+	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
+		hmr_wqe_set_ud(wqe, wr->wr.ud.ah, wr->wr.ud.remote_qpn, wr->wr.ud.remote_qkey);
+	else
+		hmr_wqe_set_remote(wqe, wr);
 	if (wr->send_flags & IBV_SEND_INLINE) {
 		if (hmr_wqe_set_inline(qp, wqe, wr))
 			return EINVAL;
@@ -294,6 +317,10 @@ int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 	struct hmr_qp *qp = to_hqp(ibqp);
 	int ret = 0, dbret;
 
+	if (hmr_qp_in_reset(qp)) {
+		*bad_wr = wr;
+		return EINVAL;
+	}
 	pthread_spin_lock(&qp->sq_lock);
 	for (; wr; wr = wr->next) {
 		ret = hmr_post_one_send(qp, wr);

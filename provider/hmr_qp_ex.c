@@ -165,6 +165,15 @@ static void hmr_wr_set_inline_data(struct ibv_qp_ex *ibqp, void *addr, size_t le
 	hmr_wr_set_inline_data_list(ibqp, 1, &buf);
 }
 
+static void hmr_wr_set_ud_addr(struct ibv_qp_ex *ibqp, struct ibv_ah *ah, uint32_t remote_qpn,
+			       uint32_t remote_qkey)
+{
+	struct hmr_send_wqe *wqe = to_hqp_ex(ibqp)->wr_cur;
+
+	if (wqe)
+		hmr_wqe_set_ud(wqe, ah, remote_qpn, remote_qkey);
+}
+
 static void hmr_wr_start(struct ibv_qp_ex *ibqp)
 {
 	struct hmr_qp *qp = to_hqp_ex(ibqp);
@@ -189,6 +198,8 @@ static int hmr_wr_complete(struct ibv_qp_ex *ibqp)
 	struct hmr_qp *qp = to_hqp_ex(ibqp);
 	int err = qp->wr_err;
 
+	if (!err && hmr_qp_in_reset(qp))
+		err = EINVAL;
 	if (err) {
 		hmr_wr_abort(ibqp);
 		return err;
@@ -218,6 +229,8 @@ void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_cmp_swp = hmr_wr_atomic_cmp_swp;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
 		q->wr_atomic_fetch_add = hmr_wr_atomic_fetch_add;
+	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
+		q->wr_set_ud_addr = hmr_wr_set_ud_addr;
 	q->wr_set_sge = hmr_wr_set_sge;
 	q->wr_set_sge_list = hmr_wr_set_sge_list;
 	q->wr_set_inline_data = hmr_wr_set_inline_data;

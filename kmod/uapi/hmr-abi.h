@@ -2,7 +2,7 @@
 /*
  * hmr-abi.h: the uABI between hmr.ko and its rdma-core provider (libhmr-rdmav*.so).
  *
- * Only __u32/__u64 fields, every struct padded explicitly to a multiple of 8 bytes, so the
+ * Only __u32/__u64 fields (and __u8 arrays), every struct padded explicitly to a multiple of 8 bytes, so the
  * layout is the same for every compiler and for 32- and 64-bit userspace. The kernel treats
  * everything userspace writes (commands and shared ring memory) as hostile.
  */
@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* ib_device_ops.uverbs_abi_ver; the provider matches exactly this version. */
-#define HMR_UVERBS_ABI_VERSION	1
+#define HMR_UVERBS_ABI_VERSION	2
 
 /* Response to ibv_get_context (alloc_ucontext). */
 struct hmr_alloc_ucontext_resp {
@@ -80,6 +80,18 @@ struct hmr_sge {
 	__u32 lkey;
 };
 
+/*
+ * The address of a UD send: the provider copies it from its AH (struct ibv_ah_attr) into
+ * every UD WQE. The kernel checks sgid_index against the port's GID table.
+ */
+struct hmr_ud_av {
+	__u8 dgid[16];			/* destination GID, network order */
+	__u32 dest_qpn;			/* 24 bits */
+	__u32 qkey;			/* high bit set: use the QP's own qkey */
+	__u32 sgid_index;		/* source GID: index in the port's GID table */
+	__u32 reserved;
+};
+
 /* A send work request (SQ ring entry). Values are those of struct ibv_send_wr. */
 struct hmr_send_wqe {
 	__u64 wr_id;
@@ -93,6 +105,7 @@ struct hmr_send_wqe {
 	__u64 compare_add;		/* atomic: compare (CMP_AND_SWP) or add (FETCH_AND_ADD) */
 	__u64 swap;
 	__u64 reserved;
+	struct hmr_ud_av ud;		/* UD sends: where to (copied from the AH) */
 	union {
 		struct hmr_sge sge[HMR_MAX_SGE_ABI];
 		__u8 inline_data[HMR_MAX_INLINE_ABI];

@@ -8,9 +8,27 @@ import pytest
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
 
 
+PORT = 18515  # the default port of ibv_*_pingpong and perftest
+
+
+def listening(port):
+    """Is a TCP socket listening on @port (/proc/net/tcp{,6}, state 0A)?"""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
 def client_server(args, timeout=120):
+    """Run @args as a server, then as its client once the server listens (a loaded host can
+    take seconds to start it); return both outputs."""
     server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1)
+    end = time.time() + 60
+    while not listening(PORT) and server.poll() is None and time.time() < end:
+        time.sleep(0.1)
     client = subprocess.run(args + ["localhost"], capture_output=True, text=True,
                             timeout=timeout)
     sout, _ = server.communicate(timeout=timeout)

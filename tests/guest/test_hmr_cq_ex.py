@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
 
-from test_hmr_data import SIZE, Side, connect, pattern, post_recv, send_wr, sge  # noqa: E402
+from test_hmr_data import Side, connect, pattern, post_recv, send_wr, sge  # noqa: E402
 from test_hmr_util import e  # noqa: E402
 from pyverbs.cq import CQEX, CqInitAttrEx  # noqa: E402
 from pyverbs.device import Context  # noqa: E402

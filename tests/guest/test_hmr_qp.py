@@ -13,7 +13,7 @@ from pyverbs.device import Context  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.pyverbs_error import PyverbsError, PyverbsRDMAError  # noqa: E402
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr  # noqa: E402
-from pyverbs.wr import SGE, RecvWR  # noqa: E402
+from pyverbs.wr import SGE, RecvWR, SendWR  # noqa: E402
 
 INIT_MASK = e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT | e.IBV_QP_ACCESS_FLAGS
 RTR_MASK = (e.IBV_QP_STATE | e.IBV_QP_AV | e.IBV_QP_PATH_MTU | e.IBV_QP_DEST_QPN |
@@ -110,8 +110,8 @@ def test_create_reports_caps_and_unique_qpns(res):
     assert state(qps[0]) == e.IBV_QPS_RESET
 
 
-@pytest.mark.parametrize("qp_type", [e.IBV_QPT_UD, e.IBV_QPT_UC])
-def test_only_rc_is_supported(res, qp_type):
+@pytest.mark.parametrize("qp_type", [e.IBV_QPT_UC, e.IBV_QPT_RAW_PACKET, e.IBV_QPT_XRC_SEND])
+def test_only_rc_and_ud_are_supported(res, qp_type):
     expect_errno(errno.EOPNOTSUPP, res.qp, 16, 16, 1, 0, qp_type)
 
 
@@ -253,3 +253,13 @@ def test_destroy_qps_in_every_state(res):
             qp.modify(QPAttr(qp_state=e.IBV_QPS_ERR), e.IBV_QP_STATE)
         qp.close()
         peer.close()
+
+
+def test_posting_to_a_qp_in_reset_is_einval(res):
+    qp = res.qp()
+    expect_errno(errno.EINVAL, qp.post_recv, recv_wr(1))
+    expect_errno(errno.EINVAL, qp.post_send, SendWR(wr_id=2, opcode=e.IBV_WR_SEND, num_sge=0))
+    qp.modify(init_attr(), INIT_MASK)
+    qp.post_recv(recv_wr(3))        # INIT accepts receives
+    qp.modify(QPAttr(qp_state=e.IBV_QPS_RESET), e.IBV_QP_STATE)
+    expect_errno(errno.EINVAL, qp.post_recv, recv_wr(4))

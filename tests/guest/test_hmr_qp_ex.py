@@ -8,14 +8,13 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
 
-from test_hmr_data import ALL, Side, connect, pattern, poll, post_recv, sge  # noqa: E402
+from test_hmr_data import Side, connect, pattern, poll, post_recv, sge  # noqa: E402
 from test_hmr_util import e  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.pyverbs_error import PyverbsRDMAError  # noqa: E402
 from pyverbs.qp import QPCap, QPEx, QPInitAttrEx  # noqa: E402
-from pyverbs.wr import SGE  # noqa: E402
 
 RC_OPS = (e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_IMM | e.IBV_QP_EX_WITH_RDMA_WRITE |
           e.IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | e.IBV_QP_EX_WITH_RDMA_READ |
@@ -255,12 +254,15 @@ def test_unsupported_send_ops_are_refused(ops):
         ctx.close()
 
 
-def test_send_ops_on_ud_are_refused():
+@pytest.mark.parametrize("qp_type,ops", [
+    (e.IBV_QPT_UD, e.IBV_QP_EX_WITH_RDMA_WRITE), (e.IBV_QPT_UD, e.IBV_QP_EX_WITH_RDMA_READ),
+    (e.IBV_QPT_UC, e.IBV_QP_EX_WITH_SEND)])
+def test_send_ops_beyond_the_qp_type_are_refused(qp_type, ops):
     ctx = Context(name="hmr0")
     try:
         pd, cq = PD(ctx), CQ(ctx, 8)
         with pytest.raises(PyverbsRDMAError) as err:
-            QPEx(ctx, init_attr_ex(pd, cq, e.IBV_QP_EX_WITH_SEND, e.IBV_QPT_UD))
+            QPEx(ctx, init_attr_ex(pd, cq, e.IBV_QP_EX_WITH_SEND | ops, qp_type))
         assert err.value.error_code == errno.EOPNOTSUPP
     finally:
         ctx.close()

@@ -1,9 +1,10 @@
 """The lab is real: a live kernel with rxe0, working verbs between processes, our module loads."""
 import os
 import subprocess
-import time
 
 import pytest
+
+from test_hmr_apps import client_server
 
 KVER = os.uname().release
 BUILD = os.environ.get("HMR_BUILD_DIR", "")
@@ -37,13 +38,7 @@ def test_ibv_devinfo_rxe0():
 
 def test_rc_pingpong_two_processes():
     args = ["ibv_rc_pingpong", "-d", "rxe0", "-g", "1", "-n", "200", "-s", "4096"]
-    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1)
-    client = run(*args, "localhost", timeout=120)
-    sout, _ = server.communicate(timeout=120)
-    assert client.returncode == 0, client.stdout + client.stderr
-    assert server.returncode == 0, sout
-    for out in (client.stdout, sout):
+    for out in client_server(args):
         assert "1638400 bytes in" in out and "200 iters" in out, out
 
 

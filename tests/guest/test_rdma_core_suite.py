@@ -7,7 +7,7 @@ pyverbs frees a Context and its child objects in arbitrary order when they die t
 reference cycle (a test that raises SkipTest half-way through building its resources makes such
 cycles), and destroying a CQ after its context is gone is a use-after-free in libibverbs
 (segfault). That is a pyverbs bug and the same on every device; it hits hmr0 more often than rxe
-because hmr0 skips more tests (no UD/XRC/SRQ yet).
+because hmr0 skips more tests (no XRC/SRQ yet).
 """
 import os
 import re
@@ -27,7 +27,6 @@ NOT_RUN = {"test_rdmacm": "hmr0 has no connection manager (no MAD/CM on its port
                           "waits for address/route resolution to time out (~2 min)"}
 # Capabilities hmr0 does not have yet: a test_odp skip must carry one of these reasons.
 ODP_KNOWN_GAPS = {
-    "ODP is unavailable - Operation not supported on this device": "UD QPs",
     "Create XRCD is not supported": "XRC",
 }
 RUNNER = """

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Unreliable datagram QPs and address handles.
+ *
+ * A UD send names its destination in the WQE (struct hmr_ud_av: GID, QPN, Q_Key, source GID
+ * index), which the provider copies from its address handle; the kernel's AH objects exist
+ * for the RDMA core (and kernel consumers) and are not looked up on the data path. Delivery
+ * is best effort, as on the wire: a message for a QP that does not exist, is not a UD QP, has
+ * another Q_Key or has no receive posted is dropped, and the sender's WR still completes
+ * successfully. The receiver gets a 40-byte GRH in front of the payload (IB_WC_GRH): for an
+ * IPv4-mapped GID (RoCEv2 over IPv4) 20 zero bytes then an IPv4 header, otherwise an IPv6
+ * header, as RoCE devices write it.
+ */
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <rdma/ib_cache.h>
+#include <rdma/ib_user_verbs.h>
+
+#include "hmr_dev.h"
+#include "hmr_transport.h"
+
+#define HMR_GRH_SIZE	40
+#define HMR_QKEY_PRIV	0x80000000u	/* in a WQE's qkey: use the sender QP's Q_Key */
+
+int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata)
+{
+	struct rdma_ah_attr *attr = init->ah_attr;
+
+	if (!(rdma_ah_get_ah_flags(attr) & IB_AH_GRH))
+		return -EINVAL;	/* RoCE: every address is a GID */
+	if (rdma_ah_get_port_num(attr) != HMR_PORT ||
+	    attr->grh.sgid_index >= HMR_GID_TABLE_LEN)
+		return -EINVAL;
+	return 0;
+}
+
+int hmr_destroy_ah(struct ib_ah *ibah, u32 flags)
+{
+	return 0;
+}
+
+/* A UD WQE: check its opcode and address, and point @req at them. */
+int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_send_wqe *wqe)
+{
+	if (wqe->opcode != IB_UVERBS_WR_SEND && wqe->opcode != IB_UVERBS_WR_SEND_WITH_IMM)
+		return IB_WC_LOC_QP_OP_ERR;
+	if (wqe->ud.sgid_index >= HMR_GID_TABLE_LEN ||
+	    rdma_query_gid(qp->ibqp.device, HMR_PORT, wqe->ud.sgid_index, &req->ud_sgid))
+		return IB_WC_LOC_QP_OP_ERR;	/* no such source GID */
+	req->ud = &wqe->ud;
+	return IB_WC_SUCCESS;
+}
+
+/* The sender's status of a UD send: only its own (local) errors count. */
+int hmr_ud_sent(int status)
+{
+	switch (status) {
+	case IB_WC_LOC_PROT_ERR:
+	case IB_WC_LOC_LEN_ERR:
+	case IB_WC_LOC_QP_OP_ERR:
+		return status;
+	default:
+		return IB_WC_SUCCESS;	/* delivered or dropped: the sender cannot tell */
+	}
+}
+
+static void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)
+{
+	memset(grh, 0, HMR_GRH_SIZE);
+	if (ipv6_addr_v4mapped((const struct in6_addr *)sgid->raw)) {
+		struct iphdr *ip = (struct iphdr *)(grh + 20);
+
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tot_len = htons(len + 20 + 8);	/* IP + UDP headers + payload */
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_UDP;
+		memcpy(&ip->saddr, sgid->raw + 12, 4);
+		memcpy(&ip->daddr, dgid->raw + 12, 4);
+		ip->check = ip_fast_csum((u8 *)ip, ip->ihl);
+	} else {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)grh;
+
+		ip6->version = 6;
+		ip6->payload_len = htons(len + 8);
+		ip6->nexthdr = IPPROTO_UDP;
+		ip6->hop_limit = 64;
+		memcpy(&ip6->saddr, sgid->raw, 16);
+		memcpy(&ip6->daddr, dgid->raw, 16);
+	}
+}
+
+/* @sgl without its first @skip bytes; shares @sgl's MR references (release only @sgl). */
+static void hmr_sgl_view(struct hmr_sgl *view, const struct hmr_sgl *sgl, u64 skip)
+{
+	u32 i;
+
+	memset(view, 0, sizeof(*view));
+	for (i = 0; i < sgl->num; i++) {
+		struct hmr_sge sge = sgl->sge[i];
+		u64 s = min_t(u64, skip, sge.length);
+
+		skip -= s;
+		sge.addr += s;
+		sge.length -= s;
+		if (!sge.length)
+			continue;
+		view->sge[view->num] = sge;
+		view->mr[view->num++] = sgl->mr[i];
+		view->len += sge.length;
+	}
+}
+
+/* Write the GRH and then the payload into the receive buffer @dst. */
+static int hmr_ud_copy(struct hmr_qp *qp, struct hmr_request *req, struct hmr_sgl *dst,
+		       bool *dst_failed)
+{
+	struct hmr_sgl grh_sgl = { .len = HMR_GRH_SIZE }, rest;
+	u8 grh[HMR_GRH_SIZE];
+	int ret;
+
+	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
+	grh_sgl.inline_data = grh;
+	ret = hmr_sgl_copy(req->src, dst, &grh_sgl, HMR_GRH_SIZE, dst_failed);
+	if (ret)
+		return ret;
+	hmr_sgl_view(&rest, dst, HMR_GRH_SIZE);
+	return hmr_sgl_copy(req->src, &rest, req->local, req->local->len, dst_failed);
+}
+
+/* A UD message arrived for @qp. Caller holds qp->resp_lock. */
+int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
+{
+	u32 qkey = req->ud->qkey & HMR_QKEY_PRIV ? req->src->attr.qkey : req->ud->qkey;
+	struct hmr_recv_wqe wqe;
+	struct hmr_sgl dst;
+	bool dst_failed;
+	int ret;
+
+	if (qkey != qp->attr.qkey || !hmr_resp_take_recv(qp, &wqe))
+		return HMR_RESP_LOST;	/* dropped */
+	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
+					   HMR_RESP_LOST);
+	if (req->local->len + HMR_GRH_SIZE > dst.len) {
+		hmr_sgl_put(&dst);
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_LEN_ERR, HMR_RESP_LOST);
+	}
+	ret = hmr_ud_copy(qp, req, &dst, &dst_failed);
+	hmr_sgl_put(&dst);
+	if (ret && dst_failed)
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
+					   HMR_RESP_LOST);
+	if (ret)
+		return IB_WC_LOC_PROT_ERR;	/* the sender's memory is gone */
+	hmr_resp_consume_recv(qp);
+	hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS, IB_WC_RECV,
+			       req->local->len + HMR_GRH_SIZE);
+	return IB_WC_SUCCESS;
+}
