@@ -116,7 +116,7 @@ class Loop:
     """Two RC QPs of one PD on hmr0 connected over loopback; the test brings its own MRs.
     `a` issues the work requests; `b` is the responder (and receives SENDs)."""
 
-    def __init__(self):
+    def __init__(self, pair=True):
         self.ctx = Context(name="hmr0")
         self.pd = PD(self.ctx)
         self.qps = []
@@ -127,8 +127,9 @@ class Loop:
                                         sq_sig_all=1))
             self.qps.append((qp, cq))
         (self.qa, self.cqa), (self.qb, self.cqb) = self.qps
-        connect(self.ctx, self.qa, self.qb.qp_num)
-        connect(self.ctx, self.qb, self.qa.qp_num)
+        if pair:  # else both stay in RESET, to be connected elsewhere
+            connect(self.ctx, self.qa, self.qb.qp_num)
+            connect(self.ctx, self.qb, self.qa.qp_num)
 
     def mr(self, addr, length, access=ODP):
         return MR(self.pd, length, access, address=addr)
@@ -737,22 +738,47 @@ def test_invalidation_storm(lp, scratch):
 
 
 # 9. exit with live MRs and work requests in flight -----------------------------------------
+# A work request runs in the doorbell system call of the thread that posts it: "in flight at
+# exit" is a WR executing in one thread while another exits the process (own), or a WR of
+# another process writing into the MR of the process that exits or is killed (peer).
 
-EXIT_CHILD = r"""
+OWN_CHILD = r"""
 import os, sys, threading, time
-from test_hmr_odp_paths import Loop, Scratch, SGE, send_wr, e, libc, MADV_DONTNEED
+from test_hmr_odp_paths import Loop, Scratch, SGE, send_wr, e, libc, MADV_DONTNEED, poll
 lp = Loop()
 src, dst = Scratch(lp, 4 << 20), Scratch(lp, 4 << 20)
+done = []
 def storm():
     while True:
         libc.madvise(dst.addr, 4 << 20, MADV_DONTNEED)
+def stream():
+    for i in range(1 << 30):
+        wr = send_wr(i, e.IBV_WR_RDMA_WRITE, [SGE(src.addr, 1 << 20, src.mr.lkey)])
+        wr.set_wr_rdma(dst.mr.rkey, dst.addr + (i % 4 << 20))
+        lp.qa.post_send(wr)
+        done.append(poll(lp.cqa)[0].status)
 threading.Thread(target=storm, daemon=True).start()
-for i in range(48):
-    wr = send_wr(i, e.IBV_WR_RDMA_WRITE, [SGE(src.addr, 1 << 20, src.mr.lkey)])
-    wr.set_wr_rdma(dst.mr.rkey, dst.addr + (i % 4 << 20))
-    lp.qa.post_send(wr)
+threading.Thread(target=stream, daemon=True).start()
+while len(done) < 4:
+    time.sleep(0.01)
+assert done == [0] * len(done), done
 print(os.getpid(), flush=True)
 if sys.argv[1] == "exit":
+    os._exit(0)
+time.sleep(120)
+"""
+
+PEER_CHILD = r"""
+import os, sys, time
+from test_hmr_odp_paths import Loop, ODP, anon_map, connect
+lp = Loop(pair=False)
+length = 64 << 20
+addr = anon_map(length)
+mr = lp.mr(addr, length, ODP)
+print(os.getpid(), lp.qb.qp_num, mr.rkey, addr, flush=True)
+connect(lp.ctx, lp.qb, int(sys.stdin.readline()))
+print("ready", flush=True)
+if sys.stdin.readline().startswith("exit"):
     os._exit(0)
 time.sleep(120)
 """
@@ -764,23 +790,29 @@ def kernel_problems():
             if re.search(r"WARNING|BUG|Oops|hung_task|refcount_t|leak", line)]
 
 
-@pytest.mark.parametrize("how", ["exit", "kill"])
-def test_exit_with_odp_mrs_and_work_in_flight(how):
-    problems = kernel_problems()
+def child_python(script, *args):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
-    child = subprocess.Popen([sys.executable, "-c", EXIT_CHILD, how], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    pid = int(child.stdout.readline())
+    return subprocess.Popen([sys.executable, "-c", script] + list(args), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def end_child(child, how):
     if how == "kill":
         child.kill()
+    else:
+        child.stdin.write("exit\n")
+        child.stdin.flush()
     child.wait(timeout=60)
     assert child.returncode == (0 if how == "exit" else -9), child.stderr.read()
+
+
+def check_gone(pid, problems):
+    """Nothing of @pid is left on the device, the kernel log is clean, hmr0 still works."""
     for res in ("mr", "qp"):
         out = subprocess.run(["rdma", "resource", "show", res], capture_output=True,
                              text=True, check=True).stdout
         assert f"pid {pid} " not in out, out
     assert kernel_problems() == problems
-    # the device still works
     lp = Loop()
     s = Scratch(lp, 64 * PAGE)
     t = Scratch(lp, 64 * PAGE)
@@ -790,3 +822,57 @@ def test_exit_with_odp_mrs_and_work_in_flight(how):
     s.close()
     t.close()
     lp.close()
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_exit_with_work_in_flight_in_another_thread(how):
+    problems = kernel_problems()
+    child = child_python(OWN_CHILD, how)
+    pid = int(child.stdout.readline())
+    if how == "kill":
+        child.kill()
+    child.wait(timeout=60)
+    assert child.returncode == (0 if how == "exit" else -9), child.stderr.read()
+    check_gone(pid, problems)
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_exit_of_a_process_whose_mr_another_writes(how):
+    problems = kernel_problems()
+    lp = Loop(pair=False)
+    child = child_python(PEER_CHILD)
+    pid, qpn, rkey, addr = map(int, child.stdout.readline().split())
+    connect(lp.ctx, lp.qa, qpn)  # a's QP now talks to the child's
+    child.stdin.write(f"{lp.qa.qp_num}\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == "ready\n"
+    src = Scratch(lp, 1 << 20)
+    put(src.addr, data(1 << 20, 71))
+    statuses = []
+
+    def stream():
+        for i in range(1 << 30):
+            wr = send_wr(i, e.IBV_WR_RDMA_WRITE, [SGE(src.addr, 1 << 20, src.mr.lkey)])
+            wr.set_wr_rdma(rkey, addr + (i % 64 << 20))
+            lp.qa.post_send(wr)
+            (wc,) = poll(lp.cqa, timeout=60)
+            statuses.append(wc.status)
+            if wc.status != OK:
+                break
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    end = time.time() + 60
+    while len(statuses) < 4 and time.time() < end:
+        time.sleep(0.01)
+    end_child(child, how)
+    t.join(timeout=120)
+    assert not t.is_alive(), "the writer hangs"
+    # writes succeed until the child is gone, then the peer is an error: its memory (the
+    # fault finds no mm) or its QP (no answer: retries exceeded)
+    assert len(statuses) > 4 and statuses[:-1] == [OK] * (len(statuses) - 1), statuses
+    assert statuses[-1] in (e.IBV_WC_REM_ACCESS_ERR, e.IBV_WC_RETRY_EXC_ERR), statuses
+    print(f"{how}: {len(statuses) - 1} writes, then {statuses[-1]}")
+    src.close()
+    lp.close()
+    check_gone(pid, problems)
