@@ -333,9 +333,9 @@ static bool hmr_mr_huge_block(struct hmr_mr *mr, unsigned long addr, unsigned lo
 }
 
 /*
- * hmm_range_fault @range from range->start up to range->end, clamped to the VMA holding
+ * hmm_range_fault @range from range->start up to @end, clamped to the VMA holding
  * range->start (hmm_range_fault fails a whole range if any page of it is unmapped: an ODP
- * MR may span holes; the next VMA faults later). Sets range->notifier_seq.
+ * MR may span holes; the next VMA faults later). Sets range->end and range->notifier_seq.
  */
 static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_range *range,
 			    unsigned long end)
