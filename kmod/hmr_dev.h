@@ -60,6 +60,7 @@ struct hmr_dev {
 	spinlock_t stats_lock;
 	struct hmr_stats retired;	/* mirror statistics of deregistered MRs; stats_lock */
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
+	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
 };
 
 struct hmr_ucontext {
@@ -87,6 +88,7 @@ struct hmr_cq {
 
 struct hmr_mr {
 	struct ib_mr ibmr;
+	struct hmr_dev *hdev;		/* set before the notifier is inserted */
 	/* Subscription to [start, start + length) of the registering process's mm. */
 	struct mmu_interval_notifier notifier;
 	/*

@@ -18,6 +18,7 @@
 #include <linux/hmm.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/moduleparam.h>
 #include <linux/random.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -71,19 +72,35 @@ static unsigned long hmr_mr_end(struct hmr_mr *mr)
 	return round_up(mr->start + mr->length, PAGE_SIZE);
 }
 
+/* Add the time an invalidation that waited for in-flight chunks spent to page_fence_wait_ns. */
+static void hmr_mr_count_fence(struct hmr_mr *mr, unsigned long waits_before, u64 t0)
+{
+	struct hmr_stats st;
+
+	hmr_mirror_stats(&mr->mirror, &st);
+	if (st.fence_waits != waits_before)
+		atomic64_add(ktime_get_ns() - t0, &mr->hdev->fence_wait_ns);
+}
+
 static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
 			      const struct mmu_notifier_range *range, unsigned long cur_seq)
 {
 	struct hmr_mr *mr = container_of(mni, struct hmr_mr, notifier);
 	unsigned long start = max(range->start, hmr_mr_first(mr));
 	unsigned long end = min(range->end, hmr_mr_end(mr));
+	struct hmr_stats st;
+	u64 t0;
+	int ret;
 
 	mmu_interval_set_seq(mni, cur_seq);
 	if (start >= end)
 		return true;
+	hmr_mirror_stats(&mr->mirror, &st);
+	t0 = ktime_get_ns();
+	ret = hmr_mirror_invalidate(&mr->mirror, start, end, mmu_notifier_range_blockable(range));
+	hmr_mr_count_fence(mr, st.fence_waits, t0);
 	/* Not blockable and a chunk in flight: entries are cleared, the caller retries. */
-	return hmr_mirror_invalidate(&mr->mirror, start, end,
-				     mmu_notifier_range_blockable(range)) != -EAGAIN;
+	return ret != -EAGAIN;
 }
 
 static const struct mmu_interval_notifier_ops hmr_mr_notifier_ops = {
@@ -179,6 +196,7 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 		goto err_free;
 	refcount_set(&mr->ref, 1);
 	init_completion(&mr->done);
+	mr->hdev = hdev;
 	mr->start = start;
 	mr->length = length;
 	mr->iova = iova;
@@ -257,70 +275,148 @@ bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int a
 	return iova >= mr->iova && end <= mr->iova + mr->length;
 }
 
+/* Pages faulted around a missing page: module parameter fault_window, 1..HMR_HUGE_PAGES. */
+static unsigned int hmr_fault_window = HMR_CHUNK_PAGES;
+
+static int hmr_fault_window_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, HMR_HUGE_PAGES);
+}
+
+static const struct kernel_param_ops hmr_fault_window_ops = {
+	.set = hmr_fault_window_set,
+	.get = param_get_uint,
+};
+module_param_cb(fault_window, &hmr_fault_window_ops, &hmr_fault_window, 0644);
+MODULE_PARM_DESC(fault_window,
+		 "pages faulted around a missing page (1-512, default 16); a page the CPU maps with 2 MiB or more brings its whole 2 MiB");
+
+/* One window's hmm_range_fault output and hmr_mirror_populate input (up to 2 MiB). */
+struct hmr_fault_buf {
+	unsigned long hpfns[HMR_HUGE_PAGES];
+	u64 pfns[HMR_HUGE_PAGES];
+};
+
+/* HMM pfns -> libhmr populate input for @npages pages; returns how many are valid. */
+static unsigned long hmr_mr_pfns(const unsigned long *hpfns, u64 *pfns, unsigned long npages)
+{
+	unsigned long i, valid = 0;
+
+	for (i = 0; i < npages; i++) {
+		pfns[i] = !(hpfns[i] & HMM_PFN_VALID) ? 0 :
+			  HMR_PFN_VALID | (hpfns[i] & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0) |
+			  (hpfns[i] & ~HMM_PFN_FLAGS);
+		valid += !!pfns[i];
+	}
+	return valid;
+}
+
+/*
+ * THP-aware window: if the CPU maps @addr (HMM output @hpfn) with 2 MiB or more (a THP, a
+ * hugetlb page) and the aligned 2 MiB around it lies in @mr, fill @pfns with its 512 pages
+ * marked huge (libhmr installs one 2 MiB leaf), set *@first to its start and return true.
+ * The CPU mapping covers the whole block, so its pages are contiguous from the block's start.
+ */
+static bool hmr_mr_huge_block(struct hmr_mr *mr, unsigned long addr, unsigned long hpfn,
+			      u64 *pfns, unsigned long *first)
+{
+	unsigned long start = round_down(addr, HMR_HUGE_SIZE);
+	u64 pfn, flags;
+	unsigned int i;
+
+	if (!(hpfn & HMM_PFN_VALID) || hmm_pfn_to_map_order(hpfn) < HMR_HUGE_SHIFT - PAGE_SHIFT ||
+	    start < hmr_mr_first(mr) || start + HMR_HUGE_SIZE > hmr_mr_end(mr))
+		return false;
+	pfn = (hpfn & ~HMM_PFN_FLAGS) - ((addr - start) >> PAGE_SHIFT);
+	flags = HMR_PFN_VALID | HMR_PFN_HUGE | (hpfn & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0);
+	for (i = 0; i < HMR_HUGE_PAGES; i++)
+		pfns[i] = flags | (pfn + i);
+	*first = start;
+	return true;
+}
+
+/*
+ * hmm_range_fault @range from range->start up to @end, clamped to the VMA holding
+ * range->start (hmm_range_fault fails a whole range if any page of it is unmapped: an ODP
+ * MR may span holes; the next VMA faults later). Sets range->end and range->notifier_seq.
+ */
+static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_range *range,
+			    unsigned long end)
+{
+	struct vm_area_struct *vma;
+	int ret;
+
+	range->notifier_seq = mmu_interval_read_begin(&mr->notifier);
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, range->start);
+	if (vma) {
+		range->end = min(end, vma->vm_end);
+		ret = hmm_range_fault(range);
+	} else {
+		ret = -EFAULT;
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}
+
 /*
  * Fault (or, with @hmm_flags 0, only look up) a window of pages from @addr (page aligned):
- * at most a chunk's worth, within [@addr, @end) and within @addr's VMA, and install them in
- * the mirror. The mm is the registering process's; it may be another process than the
- * caller's. Returns 0 (also when the installed entries went stale again: the caller retries
- * the access) or -EFAULT. *@next: where the window ended; *@installed: pages installed.
+ * at most fault_window pages, within [@addr, @end) and within @addr's VMA, or the whole
+ * 2 MiB block that a huge CPU mapping of @addr covers, and install them in the mirror. The
+ * mm is the registering process's; it may be another process than the caller's. Returns 0
+ * (also when the installed entries went stale again: the caller retries the access),
+ * -ENOMEM or -EFAULT. *@next: where the window ended; *@installed: pages installed.
  */
 static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned long end,
 			       unsigned long hmm_flags, unsigned long *next,
 			       unsigned long *installed)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	unsigned long hpfns[HMR_CHUNK_PAGES];
-	u64 pfns[HMR_CHUNK_PAGES];
 	struct mm_struct *mm = mr->notifier.mm;
 	struct hmm_range range = {
 		.notifier = &mr->notifier,
 		.start = addr,
-		.hmm_pfns = hpfns,
 		.default_flags = hmm_flags,
 	};
-	struct vm_area_struct *vma;
-	unsigned long i, npages = 0, valid;
+	unsigned long first, npages, valid;
+	struct hmr_fault_buf *fb;
 	int ret;
 
-	end = min(addr + HMR_CHUNK_PAGES * PAGE_SIZE, end);
-	*next = end;
+	end = min(addr + READ_ONCE(hmr_fault_window) * PAGE_SIZE, end);
 	*installed = 0;
+	fb = kzalloc(sizeof(*fb), GFP_KERNEL);
+	if (!fb)
+		return -ENOMEM;
+	range.hmm_pfns = fb->hpfns;
+	ret = -EFAULT;
 	if (!mmget_not_zero(mm))
-		return -EFAULT;
+		goto out_free;
 	do {
-		range.notifier_seq = mmu_interval_read_begin(&mr->notifier);
-		mmap_read_lock(mm);
-		/*
-		 * hmm_range_fault fails the whole window if any page of it is unmapped: keep the
-		 * window in @addr's VMA (an ODP MR may span holes; the next VMA faults later).
-		 */
-		vma = vma_lookup(mm, addr);
-		if (!vma) {
-			mmap_read_unlock(mm);
-			ret = -EFAULT;
-			break;
-		}
-		range.end = min(end, vma->vm_end);
-		npages = (range.end - addr) >> PAGE_SHIFT;
-		*next = range.end;
-		ret = hmm_range_fault(&range);
-		mmap_read_unlock(mm);
+		*next = end;
+		ret = hmr_mr_hmm_fault(mr, mm, &range, end);
 		if (ret)
-			continue;
-		for (i = 0, valid = 0; i < npages; i++) {
-			pfns[i] = !(hpfns[i] & HMM_PFN_VALID) ? 0 :
-				  HMR_PFN_VALID | (hpfns[i] & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0) |
-				  (hpfns[i] & ~HMM_PFN_FLAGS);
-			valid += !!pfns[i];
+			continue;	/* -EBUSY (the range changed) retries */
+		if (hmr_mr_huge_block(mr, addr, fb->hpfns[0], fb->pfns, &first)) {
+			npages = HMR_HUGE_PAGES;
+			valid = npages;
+		} else {
+			first = addr;
+			npages = (range.end - addr) >> PAGE_SHIFT;
+			valid = hmr_mr_pfns(fb->hpfns, fb->pfns, npages);
 		}
-		ret = hmr_mirror_populate(&mr->mirror, addr, npages, pfns, range.notifier_seq);
+		*next = first + npages * PAGE_SIZE;
+		ret = hmr_mirror_populate(&mr->mirror, first, npages, fb->pfns, range.notifier_seq);
 		if (ret == -EAGAIN)
 			ret = -EBUSY;
 		else if (!ret)
 			*installed = valid;
 	} while (ret == -EBUSY && time_before(jiffies, timeout));
 	mmput(mm);
-	return ret ? -EFAULT : 0;
+	if (ret && ret != -ENOMEM)
+		ret = -EFAULT;
+out_free:
+	kfree(fb);
+	return ret;
 }
 
 /* Fault the window of pages from @addr, for the DMA engine. */

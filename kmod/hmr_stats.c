@@ -17,6 +17,7 @@ enum {
 	HMR_CNT_FAULTED_PAGES,		/* pages installed by them */
 	HMR_CNT_INVALIDATIONS,		/* notifier invalidations that reached a mirror */
 	HMR_CNT_FENCE_WAITS,		/* in-flight chunks an invalidation waited for */
+	HMR_CNT_FENCE_WAIT_NS,		/* time invalidations that waited spent in the fence */
 	HMR_CNT_ACCESS_FAULTS,		/* DMA engine accesses that found a page missing */
 	HMR_CNT_PREFETCH,		/* pages prefetched by advise_mr */
 	HMR_CNT_NUM
@@ -27,6 +28,7 @@ static const struct rdma_stat_desc hmr_cnt_descs[HMR_CNT_NUM] = {
 	[HMR_CNT_FAULTED_PAGES] = { .name = "page_faults_pages" },
 	[HMR_CNT_INVALIDATIONS] = { .name = "page_invalidations" },
 	[HMR_CNT_FENCE_WAITS] = { .name = "page_fence_waits" },
+	[HMR_CNT_FENCE_WAIT_NS] = { .name = "page_fence_wait_ns" },
 	[HMR_CNT_ACCESS_FAULTS] = { .name = "page_access_faults" },
 	[HMR_CNT_PREFETCH] = { .name = "page_prefetch" },
 };
@@ -92,6 +94,7 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 	stats->value[HMR_CNT_FAULTED_PAGES] = sum.populated_pages;
 	stats->value[HMR_CNT_INVALIDATIONS] = sum.invalidations;
 	stats->value[HMR_CNT_FENCE_WAITS] = sum.fence_waits;
+	stats->value[HMR_CNT_FENCE_WAIT_NS] = atomic64_read(&hdev->fence_wait_ns);
 	stats->value[HMR_CNT_ACCESS_FAULTS] = sum.access_faults;
 	stats->value[HMR_CNT_PREFETCH] = atomic64_read(&hdev->prefetched_pages);
 	return HMR_CNT_NUM;
