@@ -110,6 +110,8 @@ struct hmr_transport_ops;
 /*
  * Locking: qp->lock (the requester: modify/query, the SQ, the bounce buffer) may be held
  * while taking any QP's resp_lock (the responder: the RQ); never the other way round.
+ * What the responder reads of the QP (state, attr) is written under both locks, so either
+ * lock gives a consistent view; hmr_qp_error_async() alone sets state under resp_lock only.
  */
 struct hmr_qp {
 	struct ib_qp ibqp;
@@ -118,7 +120,8 @@ struct hmr_qp {
 	/* The requester's lock; protects everything below up to resp_lock. */
 	struct mutex lock;
 	enum ib_qp_state state;		/* written under lock and resp_lock; read with either */
-	struct ib_qp_attr attr;		/* as set by modify_qp; ah_attr.grh.sgid_attr is NULL */
+	/* As set by modify_qp (ah_attr.grh.sgid_attr is NULL); written under both locks. */
+	struct ib_qp_attr attr;
 	struct ib_qp_cap cap;		/* what the QP really has */
 	u32 sq_cons;			/* SQ consumer index: the kernel's own copy */
 	bool sq_sig_all;		/* IB_SIGNAL_ALL_WR */
@@ -129,9 +132,13 @@ struct hmr_qp {
 	const struct hmr_transport_ops *transport;
 	struct delayed_work retry_work;	/* retries the SQ after an RNR NAK or a timeout */
 	struct work_struct err_work;	/* moves the QP to ERROR for its responder */
-	/* The responder's lock; protects rq_cons. */
+	/* In ERROR: flushes WRs posted since (post_recv makes no system call). */
+	struct delayed_work flush_work;
+	unsigned long flush_delay;	/* flush_work's next period, in jiffies; lock */
+	/* The responder's lock; protects rq_cons and err_fatal. */
 	struct mutex resp_lock;
 	u32 rq_cons;			/* RQ consumer index: the kernel's own copy */
+	bool err_fatal;			/* err_work also raises IB_EVENT_QP_FATAL */
 	refcount_t ref;			/* lookups by QPN (hmr_qp_get) and the QP's own */
 	struct completion done;		/* ref reached zero: destroy may proceed */
 };
@@ -178,10 +185,10 @@ int hmr_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 int hmr_qp_doorbell(struct hmr_qp *qp);
 struct hmr_qp *hmr_qp_get(struct hmr_dev *hdev, u32 qpn);
 void hmr_qp_put(struct hmr_qp *qp);
-void hmr_qp_flush(struct hmr_qp *qp);
+u32 hmr_qp_flush(struct hmr_qp *qp);
 void hmr_qp_set_error(struct hmr_qp *qp);
 void hmr_qp_fatal(struct hmr_qp *qp);
-void hmr_qp_error_async(struct hmr_qp *qp);
+void hmr_qp_error_async(struct hmr_qp *qp, bool fatal);
 
 /* hmr_ud.c */
 int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * RC and UD queue pairs (UD delivery: hmr_ud.c): creation with their SQ/RQ rings, the state machine (modify/query), and
- * flushing outstanding work requests when a QP enters the error state.
+ * RC and UD queue pairs (UD delivery: hmr_ud.c): creation with their SQ/RQ rings, the state
+ * machine (modify/query), and flushing outstanding work requests when a QP enters the error state and, since post_recv
+ * makes no system call, periodically while it stays there.
  */
 #include <linux/log2.h>
 #include <linux/mutex.h>
@@ -14,6 +15,10 @@
 /* QP numbers 0 and 1 are the special QPs of the IB spec. */
 #define HMR_QPN_LIMIT	XA_LIMIT(2, (1 << 24) - 1)
 #define HMR_PSN_MASK	((1 << 24) - 1)
+
+/* Period of the flush of a QP in ERROR: from one jiffy, doubling while idle, up to 1 s. */
+#define HMR_FLUSH_MIN_DELAY	1
+#define HMR_FLUSH_MAX_DELAY	HZ
 
 static int hmr_qp_chk_init(struct ib_qp_init_attr *init)
 {
@@ -60,6 +65,7 @@ err_sq:
 }
 
 static void hmr_qp_err_work(struct work_struct *work);
+static void hmr_qp_flush_work(struct work_struct *work);
 
 int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata)
 {
@@ -85,6 +91,7 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	init_completion(&qp->done);
 	INIT_DELAYED_WORK(&qp->retry_work, hmr_req_retry_work);
 	INIT_WORK(&qp->err_work, hmr_qp_err_work);
+	INIT_DELAYED_WORK(&qp->flush_work, hmr_qp_flush_work);
 	qp->transport = &hmr_loopback_transport;
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
@@ -142,9 +149,10 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	xa_erase(&hdev->qps, ibqp->qp_num);
 	hmr_qp_put(qp);
 	wait_for_completion(&qp->done);
-	/* Only those could queue err_work; retry_work no longer re-arms itself. */
+	/* Only those could queue err_work; retry_work and flush_work no longer re-arm. */
 	cancel_delayed_work_sync(&qp->retry_work);
 	cancel_work_sync(&qp->err_work);
+	cancel_delayed_work_sync(&qp->flush_work);
 	hmr_ring_destroy(&qp->rq);
 	hmr_ring_destroy(&qp->sq);
 	kvfree(qp->bounce);
@@ -156,10 +164,11 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 /*
  * Complete every WQE userspace posted on @ring, from *@cons on, with IB_WC_WR_FLUSH_ERR (WRs
  * complete even when unsignaled). A producer index that claims more entries than the ring
- * holds is not believed: nothing is flushed. Both WQE formats start with wr_id.
+ * holds is not believed: nothing is flushed. Both WQE formats start with wr_id; nothing
+ * else of a slot is read. Returns the number of WQEs flushed.
  */
-static void hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *cons,
-			      struct ib_cq *ibcq, u32 opcode)
+static u32 hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *cons,
+			     struct ib_cq *ibcq, u32 opcode)
 {
 	struct hmr_cqe cqe = {
 		.status = IB_WC_WR_FLUSH_ERR,
@@ -167,25 +176,61 @@ static void hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *con
 		.qp_num = qp->ibqp.qp_num,
 	};
 	u32 prod = hmr_ring_user_prod(ring);
+	u32 n = prod - *cons;
 
 	BUILD_BUG_ON(offsetof(struct hmr_send_wqe, wr_id) ||
 		     offsetof(struct hmr_recv_wqe, wr_id));
 	if (!hmr_ring_span_ok(ring, prod, *cons))
-		return;
+		return 0;
 	for (; *cons != prod; ++*cons) {
 		cqe.wr_id = READ_ONCE(*(__u64 *)hmr_ring_slot(ring, *cons));
 		hmr_cq_post(to_hcq(ibcq), &cqe, false);
 	}
 	hmr_ring_publish_cons(ring, *cons);
+	return n;
 }
 
-/* Caller holds qp->lock. */
-void hmr_qp_flush(struct hmr_qp *qp)
+/* Flush both queues; returns the number of WQEs flushed. Caller holds qp->lock. */
+u32 hmr_qp_flush(struct hmr_qp *qp)
 {
-	hmr_qp_flush_ring(qp, &qp->sq, &qp->sq_cons, qp->ibqp.send_cq, IB_WC_SEND);
+	u32 n;
+
+	n = hmr_qp_flush_ring(qp, &qp->sq, &qp->sq_cons, qp->ibqp.send_cq, IB_WC_SEND);
 	mutex_lock(&qp->resp_lock);
-	hmr_qp_flush_ring(qp, &qp->rq, &qp->rq_cons, qp->ibqp.recv_cq, IB_WC_RECV);
+	n += hmr_qp_flush_ring(qp, &qp->rq, &qp->rq_cons, qp->ibqp.recv_cq, IB_WC_RECV);
 	mutex_unlock(&qp->resp_lock);
+	return n;
+}
+
+/*
+ * post_recv makes no system call, so nothing tells the kernel of a receive posted to a QP
+ * already in ERROR. While the QP stays in ERROR this work flushes what was posted since:
+ * every jiffy at first, backing off to once a second while nothing comes. Any system call on
+ * the QP (doorbell, modify, query) flushes at once as well.
+ */
+static void hmr_qp_flush_work(struct work_struct *work)
+{
+	struct hmr_qp *qp = container_of(to_delayed_work(work), struct hmr_qp, flush_work);
+
+	mutex_lock(&qp->lock);
+	if (qp->state == IB_QPS_ERR && !qp->destroying) {
+		if (hmr_qp_flush(qp))
+			qp->flush_delay = HMR_FLUSH_MIN_DELAY;
+		else
+			qp->flush_delay = min(qp->flush_delay * 2, HMR_FLUSH_MAX_DELAY);
+		queue_delayed_work(system_wq, &qp->flush_work, qp->flush_delay);
+	}
+	mutex_unlock(&qp->lock);
+}
+
+/* Flush now, and keep flushing while in ERROR (hmr_qp_flush_work). Caller holds qp->lock. */
+static void hmr_qp_flush_start(struct hmr_qp *qp)
+{
+	hmr_qp_flush(qp);
+	if (qp->destroying)
+		return;
+	qp->flush_delay = HMR_FLUSH_MIN_DELAY;
+	mod_delayed_work(system_wq, &qp->flush_work, qp->flush_delay);
 }
 
 static void hmr_qp_write_state(struct hmr_qp *qp, enum ib_qp_state next)
@@ -195,11 +240,11 @@ static void hmr_qp_write_state(struct hmr_qp *qp, enum ib_qp_state next)
 	mutex_unlock(&qp->resp_lock);
 }
 
-/* Move to ERROR and flush both queues. Caller holds qp->lock. */
+/* Move to ERROR and flush both queues, now and later. Caller holds qp->lock. */
 void hmr_qp_set_error(struct hmr_qp *qp)
 {
 	hmr_qp_write_state(qp, IB_QPS_ERR);
-	hmr_qp_flush(qp);
+	hmr_qp_flush_start(qp);
 }
 
 /* As hmr_qp_set_error(), for an error no completion reports: an async event does. */
@@ -219,20 +264,30 @@ void hmr_qp_fatal(struct hmr_qp *qp)
 static void hmr_qp_err_work(struct work_struct *work)
 {
 	struct hmr_qp *qp = container_of(work, struct hmr_qp, err_work);
+	bool fatal;
 
 	mutex_lock(&qp->lock);
-	if (qp->state != IB_QPS_RESET)	/* reset by the owner meanwhile: nothing to flush */
+	mutex_lock(&qp->resp_lock);
+	fatal = qp->err_fatal;
+	qp->err_fatal = false;
+	mutex_unlock(&qp->resp_lock);
+	/* Reset by the owner meanwhile: nothing to flush. */
+	if (qp->state != IB_QPS_RESET && fatal)
+		hmr_qp_fatal(qp);
+	else if (qp->state != IB_QPS_RESET)
 		hmr_qp_set_error(qp);
 	mutex_unlock(&qp->lock);
 }
 
 /*
  * The responder of @qp failed (it holds qp->resp_lock, and maybe another QP's lock): the QP
- * goes to ERROR from a work item, which may take qp->lock. Receives stop at once.
+ * goes to ERROR from a work item, which may take qp->lock. Receives stop at once. @fatal:
+ * no completion reports the error (a corrupted RQ index), an IB_EVENT_QP_FATAL does.
  */
-void hmr_qp_error_async(struct hmr_qp *qp)
+void hmr_qp_error_async(struct hmr_qp *qp, bool fatal)
 {
 	WRITE_ONCE(qp->state, IB_QPS_ERR);
+	qp->err_fatal |= fatal;
 	queue_work(system_wq, &qp->err_work);
 }
 
@@ -296,7 +351,7 @@ static int hmr_qp_chk_limits(struct ib_qp_attr *attr, int mask)
 /* Check a modify_qp request against the spec's state machine and hmr's limits. */
 static int hmr_qp_chk_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
 {
-	enum ib_qp_state cur = qp->state, next;
+	enum ib_qp_state cur = READ_ONCE(qp->state), next;
 	int ret;
 
 	if ((mask & IB_QP_CUR_STATE) && attr->cur_qp_state != cur)
@@ -355,21 +410,25 @@ static void hmr_qp_reset(struct hmr_qp *qp)
 	hmr_ring_publish_cons(&qp->rq, qp->rq_cons);
 }
 
-/* Caller holds qp->lock. */
-static void hmr_qp_set_state(struct hmr_qp *qp, enum ib_qp_state next)
+/*
+ * Apply a checked modify_qp. The attributes and the state change together under resp_lock,
+ * so the responder sees either the old QP or the new one (qp_access_flags, min_rnr_timer
+ * and state of the same modify). Caller holds qp->lock.
+ */
+static void hmr_qp_apply(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
 {
-	enum ib_qp_state cur = qp->state;
+	enum ib_qp_state cur = READ_ONCE(qp->state);
+	enum ib_qp_state next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
 
-	if (next == IB_QPS_ERR) {
-		hmr_qp_set_error(qp);
-		return;
-	}
 	mutex_lock(&qp->resp_lock);
+	hmr_qp_from_attr(qp, attr, mask);
 	WRITE_ONCE(qp->state, next);
 	if (next == IB_QPS_RESET && cur != IB_QPS_RESET)
 		hmr_qp_reset(qp);
 	mutex_unlock(&qp->resp_lock);
-	if (next == IB_QPS_RTS)
+	if (next == IB_QPS_ERR)
+		hmr_qp_flush_start(qp);	/* also ERROR to ERROR: flushes what came since */
+	else if (next == IB_QPS_RTS && cur != IB_QPS_RTS)
 		hmr_req_process(qp);	/* WRs posted before RTS start now */
 }
 
@@ -388,9 +447,7 @@ int hmr_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	ret = hmr_qp_chk_attr(qp, attr, mask);
 	if (ret)
 		goto out_unlock;
-	hmr_qp_from_attr(qp, attr, mask);
-	if (mask & IB_QP_STATE)
-		hmr_qp_set_state(qp, attr->qp_state);
+	hmr_qp_apply(qp, attr, mask);
 out_unlock:
 	mutex_unlock(&qp->lock);
 	return ret;
@@ -402,6 +459,8 @@ int hmr_query_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	struct hmr_qp *qp = to_hqp(ibqp);
 
 	mutex_lock(&qp->lock);
+	if (qp->state == IB_QPS_ERR)
+		hmr_qp_flush(qp);	/* a system call on the QP: flush what was posted */
 	*attr = qp->attr;
 	attr->qp_state = qp->state;
 	attr->cur_qp_state = qp->state;

@@ -268,16 +268,18 @@ static int hmr_req_retry(struct hmr_qp *qp, int ret, u8 rnr_timer)
 /* Execute the SQ's WQEs. Caller holds qp->lock. */
 void hmr_req_process(struct hmr_qp *qp)
 {
+	/* READ_ONCE: a responder may set ERROR under resp_lock alone (hmr_qp_error_async). */
+	enum ib_qp_state state = READ_ONCE(qp->state);
 	struct hmr_send_wqe wqe;
 	u8 rnr_timer = 0;
 	u32 prod;
 	int ret;
 
-	if (qp->state == IB_QPS_ERR) {
+	if (state == IB_QPS_ERR) {
 		hmr_qp_flush(qp);
 		return;
 	}
-	if (qp->state != IB_QPS_RTS || qp->destroying || delayed_work_pending(&qp->retry_work))
+	if (state != IB_QPS_RTS || qp->destroying || delayed_work_pending(&qp->retry_work))
 		return;
 	prod = hmr_ring_user_prod(&qp->sq);
 	if (!hmr_ring_span_ok(&qp->sq, prod, qp->sq_cons)) {

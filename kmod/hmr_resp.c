@@ -2,24 +2,41 @@
 /*
  * The responder: executes a request (struct hmr_request) that arrived for a QP. It runs
  * under the target QP's resp_lock, which serialises it with other requesters and with the
- * flush of the receive queue. Outcomes follow the IB spec's NAK codes: an invalid R_Key or
- * range is a remote access error, an over-long SEND a remote invalid request, a receive
- * buffer the responder cannot write a remote operation error (its QP goes to ERROR).
+ * flush of the receive queue, and gives it a consistent view of the QP's state and of the
+ * attributes it reads (qp_access_flags, min_rnr_timer): modify_qp writes them under
+ * resp_lock too. Outcomes follow the IB spec's NAK codes: an invalid R_Key or range is a
+ * remote access error, an over-long SEND a remote invalid request, a receive WQE or buffer
+ * the responder cannot use a remote operation error (its QP goes to ERROR).
  */
 #include <rdma/ib_user_verbs.h>
 
 #include "hmr_dev.h"
 #include "hmr_transport.h"
 
-/* Take the next receive WQE off @qp's RQ into @wqe. Caller holds qp->resp_lock. */
-bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
+/*
+ * Copy the next receive WQE off @qp's RQ into @wqe (once: userspace may rewrite the slot).
+ * Returns 0, HMR_RESP_RNR when the RQ is empty, or -EIO when userspace corrupted its
+ * producer index (more entries than the ring holds, or behind the consumer): the QP then
+ * goes to ERROR with IB_EVENT_QP_FATAL. Caller holds qp->resp_lock.
+ */
+int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
 {
 	u32 prod = hmr_ring_user_prod(&qp->rq);
 
-	if (prod == qp->rq_cons || !hmr_ring_span_ok(&qp->rq, prod, qp->rq_cons))
-		return false;
+	if (!hmr_ring_span_ok(&qp->rq, prod, qp->rq_cons)) {
+		hmr_qp_error_async(qp, true);
+		return -EIO;
+	}
+	if (prod == qp->rq_cons)
+		return HMR_RESP_RNR;
 	memcpy(wqe, hmr_ring_slot(&qp->rq, qp->rq_cons), sizeof(*wqe));
-	return true;
+	return 0;
+}
+
+/* The requester's answer when the receive queue could not be read. */
+static int hmr_resp_take_recv_status(int ret)
+{
+	return ret == HMR_RESP_RNR ? HMR_RESP_RNR : IB_WC_REM_OP_ERR;
 }
 
 /* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
@@ -78,7 +95,7 @@ void hmr_sgl_put(struct hmr_sgl *sgl)
 	hmr_sgl_release(sgl);
 }
 
-/* A remote buffer named by rkey, as a one-entry SGL. */
+/* A remote buffer named by rkey, as a one-entry SGL. Caller holds qp->resp_lock. */
 static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 			       int access, struct hmr_sgl *sgl)
 {
@@ -126,7 +143,7 @@ int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 {
 	hmr_resp_consume_recv(qp);
 	hmr_resp_complete_recv(qp, req, id, status, IB_WC_RECV, 0);
-	hmr_qp_error_async(qp);
+	hmr_qp_error_async(qp, false);
 	return requester_status;
 }
 
@@ -137,8 +154,12 @@ static int hmr_resp_send(struct hmr_qp *qp, struct hmr_request *req)
 	bool dst_failed;
 	int ret;
 
-	if (!hmr_resp_take_recv(qp, &wqe))
-		return HMR_RESP_RNR;
+	ret = hmr_resp_take_recv(qp, &wqe);
+	if (ret)
+		return hmr_resp_take_recv_status(ret);
+	if (wqe.num_sge > qp->cap.max_recv_sge)
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_QP_OP_ERR,
+					   IB_WC_REM_OP_ERR);
 	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
 		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
 					   IB_WC_REM_OP_ERR);
@@ -169,8 +190,11 @@ static int hmr_resp_write(struct hmr_qp *qp, struct hmr_request *req)
 	int ret;
 
 	/* Nothing is written before the receive WQE an immediate needs is there. */
-	if (imm && !hmr_resp_take_recv(qp, &wqe))
-		return HMR_RESP_RNR;
+	if (imm) {
+		ret = hmr_resp_take_recv(qp, &wqe);
+		if (ret)
+			return hmr_resp_take_recv_status(ret);
+	}
 	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_WRITE, &dst))
 		return IB_WC_REM_ACCESS_ERR;
 	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);

@@ -56,7 +56,7 @@ extern const struct hmr_transport_ops hmr_loopback_transport;
 
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
-bool hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe);
+int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe);
 void hmr_resp_consume_recv(struct hmr_qp *qp);
 void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 			    enum ib_wc_status status, u32 opcode, u32 len);

@@ -137,8 +137,11 @@ int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
 	bool dst_failed;
 	int ret;
 
-	if (qkey != qp->attr.qkey || !hmr_resp_take_recv(qp, &wqe))
-		return HMR_RESP_LOST;	/* dropped */
+	if (qkey != qp->attr.qkey || hmr_resp_take_recv(qp, &wqe))
+		return HMR_RESP_LOST;	/* dropped (or the RQ is corrupt: QP fatal) */
+	if (wqe.num_sge > qp->cap.max_recv_sge)
+		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_QP_OP_ERR,
+					   HMR_RESP_LOST);
 	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
 		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
 					   HMR_RESP_LOST);
