@@ -331,8 +331,8 @@ def test_peer_becoming_ready_while_retrying(half_pair):
     a.mr.write(pattern(64, 4), 64)
     a.qp.post_send(send_wr(1, e.IBV_WR_SEND, [sge(a.mr, 0, 64)]))
     time.sleep(0.05)
-    post_recv(b, 2)
     connect(ctx, b.qp, a.qp.qp_num)
+    post_recv(b, 2)     # (a RESET QP refuses receives; a retry before this one gets RNR)
     (wc,) = poll(a.scq)
     assert wc.status == e.IBV_WC_SUCCESS
     (rwc,) = poll(b.rcq)

@@ -736,9 +736,17 @@ def test_receive_posted_in_error_is_flushed_by_the_next_verb(rig):
 
 
 def test_reset_stops_the_flush(rig):
-    """Back in RESET the rings are empty and nothing posted afterwards is flushed."""
+    """Back in RESET the rings are empty; RESET refuses receives (EINVAL, provider), and one
+    posted once the QP is in INIT again is not flushed."""
     rig.b.qp.modify(QPAttr(qp_state=e.IBV_QPS_ERR), e.IBV_QP_STATE)
     rig.b.qp.modify(QPAttr(qp_state=e.IBV_QPS_RESET), e.IBV_QP_STATE)
+    with pytest.raises(PyverbsRDMAError) as err:
+        post_recv(rig.b, 8)
+    assert err.value.error_code == errno.EINVAL
+    a = QPAttr(qp_state=e.IBV_QPS_INIT)
+    a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, ALL
+    rig.b.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT |
+                    e.IBV_QP_ACCESS_FLAGS)
     post_recv(rig.b, 8)
     time.sleep(0.3)
     assert rig.b.rcq.poll(1) == (0, [])

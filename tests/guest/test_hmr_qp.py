@@ -10,6 +10,7 @@ from test_hmr_util import e  # noqa: E402
 from pyverbs.addr import AHAttr, GlobalRoute  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
+from pyverbs.mr import MR  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.pyverbs_error import PyverbsError, PyverbsRDMAError  # noqa: E402
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr  # noqa: E402
@@ -258,7 +259,9 @@ def test_destroy_qps_in_every_state(res):
 def test_posting_to_a_qp_in_reset_is_einval(res):
     qp = res.qp()
     expect_errno(errno.EINVAL, qp.post_recv, recv_wr(1))
-    expect_errno(errno.EINVAL, qp.post_send, SendWR(wr_id=2, opcode=e.IBV_WR_SEND, num_sge=0))
+    mr = MR(res.pd, 64, e.IBV_ACCESS_LOCAL_WRITE)
+    expect_errno(errno.EINVAL, qp.post_send, SendWR(wr_id=2, opcode=e.IBV_WR_SEND, num_sge=1,
+                                                    sg=[SGE(mr.buf, 8, mr.lkey)]))
     qp.modify(init_attr(), INIT_MASK)
     qp.post_recv(recv_wr(3))        # INIT accepts receives
     qp.modify(QPAttr(qp_state=e.IBV_QPS_RESET), e.IBV_QP_STATE)
