@@ -10,7 +10,8 @@
  * IBV_ACCESS_ON_DEMAND. Prints one CSV line per run:
  *   device,mode,bytes,reg_ns,dereg_ns,run
  * A registration that fails prints a line with the errno instead of times and stops growing the
- * size (pinned registrations run out of memory long before ODP ones).
+ * size (pinned registrations run out of memory long before ODP ones); an ODP registration the
+ * device refuses with EOPNOTSUPP says "DEV on K has no ODP" (K: the kernel's major.minor).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "bench_common.h"
@@ -113,6 +115,18 @@ int main(int argc, char **argv)
 			uint64_t reg = 0, dereg = 0;
 			int err = measure(pd, size, access, populate, &reg, &dereg);
 
+			if (err == EOPNOTSUPP && odp) {
+				struct utsname u;
+				int n;
+
+				/* the device has no ODP on this kernel (6.12's rxe): say so */
+				uname(&u);
+				n = strcspn(u.release, ".") + 1;
+				n += strcspn(u.release + n, ".");
+				printf("%s,%s,%zu,error:%s on %.*s has no ODP (%s),,%d\n", dev, mode,
+				       size, dev, n, u.release, strerror(err), r);
+				goto done;
+			}
 			if (err) {
 				printf("%s,%s,%zu,error:%s,,%d\n", dev, mode, size, strerror(err), r);
 				goto done;

@@ -3,7 +3,7 @@
   reg-K.png    registration time vs size, log-log, one line per device and mode
   fault-K.png  one WRITE/READ: dropped vs present pages, per device and mode (grouped bars)
   fence-K.png  fence p50/p99 per operation and device
-  perftest-K.png  perftest medians per device
+  perftest-K.png  perftest medians per device and mode (pinned, odp)
 Plots only what the CSVs hold; a missing CSV is skipped with a note.
 """
 import csv
@@ -102,7 +102,7 @@ def main(out):
         elif kind == "fence":
             bars(path, png, ["op"], ["device"], "p99_ns", 1000, "fence p99 (guest µs)")
         elif kind == "perftest":
-            bars(path, png, ["test", "bytes"], ["device"], "value", 1,
+            bars(path, png, ["test", "bytes"], ["device", "mode"], "value", 1,
                  "median (µs for latency, MB/s for bandwidth)", log=True)
         elif kind == "memcpy":
             bars(path, png, ["op", "bytes"], ["op"], "mb_per_s", 1, "MB/s")

@@ -3,15 +3,39 @@
 value (e.g. device + mode), the median of --value over repeated lines, its spread and n.
 
     report_csv.py FILE --rows op,bytes,state --cols device,mode --value median_ns --unit ns
-                  [--scale 1000 --unit us] [--ratio "hmr0 odp/rxe0 odp"]
+                  [--scale 1000 --unit µs] [--ratio "hmr0 odp/rxe0 odp"] [--prefix NAME.]
 
-Also prints every median as a `name value unit` line.
+Used by perftest/run-bench for every table (perftest, registration, fault, fence, memcpy); runs
+by hand on any CSV in build/bench/, e.g. the registration table:
+    report_csv.py build/bench/reg-7.2.csv --rows bytes --cols device,mode --value reg_ns \\
+                  --scale 1000 --unit µs --ratio "hmr0 odp/rxe0 odp"
+
+A cell shows the median, the spread ((max-min)/median) and n. A line whose value is not a
+number (a failed case) makes the cell say "not measured (N)", and footnote N below the table
+says why: the line's `note` column, else the value itself, else a field that starts with
+`error:` (hmr_regbench puts the errno of a failed registration in reg_ns). Infinite values
+(perftest prints "inf" for some runs) are left out. A row key named `bytes` prints as a size (4 KiB, 1 MiB). Each --ratio
+A/B is the median of column group A over that of B (below 0.1 shown as 1/N; n/a where one
+has no figure; left out where the CSV has no line of A or B at all). Also prints every
+median as a `name value unit` line, named PREFIX + row keys + column group.
 """
 import argparse
 import csv
 import math
 import statistics
 from collections import defaultdict
+
+
+def fmt_size(n):
+    n = int(n)
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def fmt_ratio(x):
+    return f"{x:.2f}" if x >= 0.1 else f"1/{1 / x:.0f}"
 
 
 def main():
@@ -38,39 +62,55 @@ def main():
                 cols.append(c)
             try:
                 v = float(rec[a.value]) / a.scale
-            except ValueError:  # a failed case: the CSV's note column says why
-                notes[r, c] = rec.get("note") or "failed"
+            except ValueError:  # a failed case: the note column (or the value) says why
+                notes[r, c] = (rec.get("note") or rec[a.value] or next(
+                    (x for x in rec.values() if x and x.startswith("error:")), "failed"))
                 continue
-            if math.isfinite(v):  # perftest sometimes prints "inf" for a run
+            if math.isfinite(v):
                 vals[r, c].append(v)
     if not rows:
         print(f"(not measured: {a.file} has no figures; the run above says why)")
         return
-    w = max([len(" ".join(r)) for r in rows] + [len(" ".join(rows_k))])
+
+    def label(r):
+        return " ".join(fmt_size(x) if k == "bytes" else x for k, x in zip(rows_k, r))
+
+    # a ratio of a column group the CSV does not have at all (not even a failed line) is left out
+    a.ratio = [rt for rt in a.ratio if all(g in cols for g in rt.split("/"))]
+    w = max([len(label(r)) for r in rows] + [len(" ".join(rows_k))])
+    cw = {c: max(len(f"{c} {a.unit}"), 10) for c in cols}
     head = f"{' '.join(rows_k):<{w}}"
     for c in cols:
-        head += f" | {c + ' ' + a.unit:>22} {'spread':>7} {'n':>2}"
+        head += f" | {c + ' ' + a.unit:>{cw[c]}} {'spread':>7} {'n':>2}"
     for rt in a.ratio:
-        head += f" | {rt:>22}"
+        head += f" | {rt:>10}"
     print(head)
     print("-" * len(head))
-    named = []
+    named, why, last = [], [], {}
     for r in rows:
-        line, med = f"{' '.join(r):<{w}}", {}
+        line, med = f"{label(r):<{w}}", {}
         for c in cols:
             v = vals.get((r, c))
             if not v:
-                line += f" | {notes.get((r, c), 'not measured')[:33]:>33}"
+                # no note: a tool that failed at a smaller size stops there (same reason)
+                note = f"{c}: {notes[r, c]}" if (r, c) in notes else last.get(c, "")
+                last[c] = note
+                if note and note not in why:
+                    why.append(note)
+                mark = f"not measured ({why.index(note) + 1})" if note else "not measured"
+                line += f" | {mark:>{cw[c] + 11}}"
                 continue
             med[c] = statistics.median(v)
             sp = (max(v) - min(v)) / med[c] * 100 if med[c] else 0
-            line += f" | {med[c]:>22.1f} {sp:>6.1f}% {len(v):>2}"
+            line += f" | {med[c]:>{cw[c]}.1f} {sp:>6.1f}% {len(v):>2}"
             named.append(f"{a.prefix}{'.'.join(r)}.{c.replace(' ', '.')} {med[c]:.1f} {a.unit}")
         for rt in a.ratio:
             num, den = rt.split("/")
             ok = med.get(num) and med.get(den)
-            line += f" | {med[num] / med[den]:>22.2f}" if ok else f" | {'n/a':>22}"
+            line += f" | {fmt_ratio(med[num] / med[den]) if ok else 'n/a':>{max(10, len(rt))}}"
         print(line)
+    for i, note in enumerate(why):
+        print(f"({i + 1}) {note}")
     print()
     print("\n".join(named))
 
