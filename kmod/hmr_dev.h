@@ -130,7 +130,7 @@ struct hmr_qp {
 	u8 retry_left;			/* transport retries left for it */
 	void *bounce;			/* one DMA chunk, allocated on first use */
 	const struct hmr_transport_ops *transport;
-	struct delayed_work retry_work;	/* retries the SQ after an RNR NAK or a timeout */
+	struct delayed_work retry_work;	/* runs the SQ: after an RNR NAK, a timeout, or a doorbell */
 	struct work_struct err_work;	/* moves the QP to ERROR for its responder */
 	/* In ERROR: flushes WRs posted since (post_recv makes no system call). */
 	struct delayed_work flush_work;
@@ -196,6 +196,7 @@ int hmr_destroy_ah(struct ib_ah *ibah, u32 flags);
 
 /* hmr_req.c */
 void hmr_req_process(struct hmr_qp *qp);
+void hmr_req_doorbell(struct hmr_qp *qp);
 void hmr_req_retry_work(struct work_struct *work);
 
 /* hmr_resp.c */

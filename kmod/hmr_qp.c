@@ -294,9 +294,7 @@ void hmr_qp_error_async(struct hmr_qp *qp, bool fatal)
 /* The doorbell: userspace posted send WQEs. Also flushes them in ERROR. */
 int hmr_qp_doorbell(struct hmr_qp *qp)
 {
-	mutex_lock(&qp->lock);
-	hmr_req_process(qp);
-	mutex_unlock(&qp->lock);
+	hmr_req_doorbell(qp);
 	return 0;
 }
 

@@ -13,6 +13,8 @@
 #include "hmr_transport.h"
 
 #define HMR_BOUNCE_SIZE	(HMR_CHUNK_PAGES * PAGE_SIZE)
+/* Bytes of WQEs a doorbell executes in its own system call; the rest go to hmr_wq. */
+#define HMR_DOORBELL_BUDGET	(256 * 1024)
 
 /* Cursor over an SGL. */
 struct hmr_sgl_iter {
@@ -77,6 +79,7 @@ int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u6
 			return -EFAULT;
 		}
 		len -= n;
+		cond_resched();	/* a long transfer is many chunks */
 	}
 	return 0;
 }
@@ -265,8 +268,13 @@ static int hmr_req_retry(struct hmr_qp *qp, int ret, u8 rnr_timer)
 	return hmr_req_timeout_wait(qp) ? ret : IB_WC_RETRY_EXC_ERR;
 }
 
-/* Execute the SQ's WQEs. Caller holds qp->lock. */
-void hmr_req_process(struct hmr_qp *qp)
+/*
+ * Execute the SQ's WQEs, at most @budget bytes of them: the next WQE that does not fit is left
+ * to retry_work, queued at once on hmr_wq, so a doorbell system call never copies a long
+ * transfer itself (a 1 GiB WRITE runs in the work item, a chunk at a time). Caller holds
+ * qp->lock.
+ */
+static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 {
 	/* READ_ONCE: a responder may set ERROR under resp_lock alone (hmr_qp_error_async). */
 	enum ib_qp_state state = READ_ONCE(qp->state);
@@ -288,6 +296,11 @@ void hmr_req_process(struct hmr_qp *qp)
 	}
 	while (qp->sq_cons != prod) {
 		memcpy(&wqe, hmr_ring_slot(&qp->sq, qp->sq_cons), sizeof(wqe));
+		if (hmr_wqe_length(&wqe) > budget) {
+			queue_delayed_work(hmr_wq, &qp->retry_work, 0);
+			return;
+		}
+		budget -= hmr_wqe_length(&wqe);
 		ret = hmr_req_execute(qp, &wqe, &rnr_timer);
 		if (ret == HMR_RESP_RNR || ret == HMR_RESP_LOST) {
 			ret = hmr_req_retry(qp, ret, rnr_timer);
@@ -302,8 +315,29 @@ void hmr_req_process(struct hmr_qp *qp)
 			hmr_qp_set_error(qp);
 			return;
 		}
-		cond_resched();	/* a long SQ runs in one doorbell system call */
+		cond_resched();
 	}
+}
+
+/* Everything (the work item, entering RTS, flushing). Caller holds qp->lock. */
+void hmr_req_process(struct hmr_qp *qp)
+{
+	hmr_req_run(qp, U64_MAX);
+}
+
+/*
+ * The doorbell: small WQEs run in the caller's system call (latency), the rest in hmr_wq. It
+ * never waits for qp->lock, which a long transfer in the work item holds: the work item then
+ * runs again and takes the new WQEs.
+ */
+void hmr_req_doorbell(struct hmr_qp *qp)
+{
+	if (!mutex_trylock(&qp->lock)) {
+		queue_delayed_work(hmr_wq, &qp->retry_work, 0);
+		return;
+	}
+	hmr_req_run(qp, HMR_DOORBELL_BUDGET);
+	mutex_unlock(&qp->lock);
 }
 
 void hmr_req_retry_work(struct work_struct *work)
