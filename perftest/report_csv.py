@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--ratio", action="append", default=[],
                     help="'A/B': add a column with the ratio of the medians of groups A and B")
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--missing", default="",
+                    help="why a cell with no line at all in the CSV was not measured")
     a = ap.parse_args()
     rows_k, cols_k = a.rows.split(","), [c for c in a.cols.split(",") if c]
     vals, rows, cols, notes = defaultdict(list), [], [], {}
@@ -94,6 +96,8 @@ def main():
             if not v:
                 # no note: a tool that failed at a smaller size stops there (same reason)
                 note = f"{c}: {notes[r, c]}" if (r, c) in notes else last.get(c, "")
+                if not note and a.missing:
+                    note = f"{c}: {a.missing}"
                 last[c] = note
                 if note and note not in why:
                     why.append(note)
