@@ -35,4 +35,23 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #define HMR_REG_USER_MR_EXTRA_ARG
 #endif
 
+/*
+ * RDMA FLUSH and ATOMIC WRITE (IBA 1.5) arrived in 6.2: on 6.1 hmr neither advertises nor
+ * accepts them (the flags are 0). Their ODP capability bits arrived later still (absent in
+ * 6.12, present in 7.2).
+ */
+#ifdef HMR_HAVE_FLUSH
+#define HMR_FLUSH_OPS			true
+#else
+#define HMR_FLUSH_OPS			false
+#define IB_ACCESS_FLUSH_GLOBAL		0
+#define IB_DEVICE_FLUSH_GLOBAL		0
+#define IB_DEVICE_ATOMIC_WRITE		0
+#endif
+#ifdef HMR_HAVE_ODP_FLUSH
+#define HMR_ODP_FLUSH_CAPS	(IB_ODP_SUPPORT_FLUSH | IB_ODP_SUPPORT_ATOMIC_WRITE)
+#else
+#define HMR_ODP_FLUSH_CAPS	0
+#endif
+
 #endif /* HMR_COMPAT_H */

@@ -124,6 +124,11 @@ static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct h
 	case IB_UVERBS_WR_RDMA_WRITE:
 	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
 		break;
+	case HMR_WR_FLUSH:
+	case HMR_WR_ATOMIC_WRITE:
+		if (!HMR_FLUSH_OPS || inl || qp->ibqp.qp_type != IB_QPT_RC)
+			return IB_WC_LOC_QP_OP_ERR;
+		break;
 	default:
 		return IB_WC_LOC_QP_OP_ERR;
 	}
@@ -199,6 +204,10 @@ static u32 hmr_wc_opcode(u32 wr_opcode)
 		return IB_WC_COMP_SWAP;
 	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
 		return IB_WC_FETCH_ADD;
+	case HMR_WR_FLUSH:
+		return HMR_WC_FLUSH;
+	case HMR_WR_ATOMIC_WRITE:
+		return HMR_WC_ATOMIC_WRITE;
 	default:
 		return IB_WC_SEND;
 	}

@@ -248,6 +248,59 @@ static int hmr_resp_atomic(struct hmr_qp *qp, struct hmr_request *req)
 	return ret ? IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;
 }
 
+/* ATOMIC WRITE: 8 bytes stored at once (a compare-and-swap loop on the 64-bit word). */
+static int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
+{
+	struct hmr_sgl target;
+	u64 cur, orig;
+	int ret;
+
+	if (req->remote_addr & 7)
+		return IB_WC_REM_INV_REQ_ERR;
+	if (hmr_resp_remote_sgl(qp, req, sizeof(u64), IB_ACCESS_REMOTE_WRITE, &target))
+		return IB_WC_REM_ACCESS_ERR;
+	ret = hmr_mr_atomic(target.mr[0], req->remote_addr, false, 0, 0, &cur);
+	while (!ret) {
+		ret = hmr_mr_atomic(target.mr[0], req->remote_addr, true, cur, req->compare_add,
+				    &orig);
+		if (ret || orig == cur)
+			break;
+		cur = orig;
+	}
+	hmr_sgl_put(&target);
+	return ret ? IB_WC_REM_ACCESS_ERR : IB_WC_SUCCESS;
+}
+
+/*
+ * FLUSH: the rkey's MR must allow the placement type (only global visibility is offered: no
+ * persistent memory) over the range, or the whole MR. The CPU's caches are coherent, so data
+ * an earlier WRITE placed is globally visible once it completed: nothing is left to do but
+ * order.
+ */
+static int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
+{
+	u32 type = req->swap & 0xff, level = (req->swap >> 8) & 0xff;
+	struct hmr_mr *mr;
+	bool ok;
+
+	if (!type || (type & ~(HMR_FLUSH_GLOBAL | HMR_FLUSH_PERSISTENT)) || level > HMR_FLUSH_MR)
+		return IB_WC_REM_INV_REQ_ERR;
+	if (type & HMR_FLUSH_PERSISTENT)
+		return IB_WC_REM_ACCESS_ERR;	/* no MR can allow it: hmr has no persistent memory */
+	mr = hmr_mr_get(to_hdev(qp->ibqp.device), req->rkey);
+	if (!mr)
+		return IB_WC_REM_ACCESS_ERR;
+	if (level == HMR_FLUSH_MR)
+		ok = mr->ibmr.pd == qp->ibqp.pd && (mr->access & IB_ACCESS_FLUSH_GLOBAL);
+	else
+		ok = hmr_mr_allows(mr, qp->ibqp.pd, req->remote_addr, req->compare_add,
+				   IB_ACCESS_FLUSH_GLOBAL);
+	hmr_mr_put(mr);
+	/* Order the earlier WRITEs' stores before the FLUSH completion the requester sees. */
+	smp_mb();
+	return ok ? IB_WC_SUCCESS : IB_WC_REM_ACCESS_ERR;
+}
+
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
 {
 	enum ib_qp_state state;
@@ -279,6 +332,12 @@ int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
 	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
 	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
 		ret = hmr_resp_atomic(qp, req);
+		break;
+	case HMR_WR_ATOMIC_WRITE:
+		ret = hmr_resp_atomic_write(qp, req);
+		break;
+	case HMR_WR_FLUSH:
+		ret = hmr_resp_flush(qp, req);
 		break;
 	default:
 		ret = IB_WC_REM_INV_REQ_ERR;

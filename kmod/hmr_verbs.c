@@ -28,13 +28,14 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->hw_ver = 0;
 	attr->max_qp = HMR_MAX_QP;
 	attr->max_qp_wr = HMR_MAX_QP_WR;
-	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID;
+	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
+				 IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
 	/* Every MR is mirrored: ODP only skips the registration-time VMA check (hmr_mr.c). */
 	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
 	attr->odp_caps.per_transport_caps.rc_odp_caps = IB_ODP_SUPPORT_SEND |
 		IB_ODP_SUPPORT_RECV | IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ |
-		IB_ODP_SUPPORT_ATOMIC;
+		IB_ODP_SUPPORT_ATOMIC | HMR_ODP_FLUSH_CAPS;
 	attr->odp_caps.per_transport_caps.ud_odp_caps = IB_ODP_SUPPORT_SEND | IB_ODP_SUPPORT_RECV;
 	attr->max_send_sge = HMR_MAX_SGE;
 	attr->max_recv_sge = HMR_MAX_SGE;

@@ -110,6 +110,21 @@ static void hmr_wr_atomic_fetch_add(struct ibv_qp_ex *ibqp, uint32_t rkey, uint6
 	hmr_wr_atomic(ibqp, IBV_WR_ATOMIC_FETCH_AND_ADD, rkey, remote_addr, add, 0);
 }
 
+static void hmr_wr_atomic_write(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
+				const void *atomic_wr)
+{
+	uint64_t v;
+
+	memcpy(&v, atomic_wr, sizeof(v));
+	hmr_wr_atomic(ibqp, HMR_WR_ATOMIC_WRITE, rkey, remote_addr, v, 0);
+}
+
+static void hmr_wr_flush(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
+			 size_t len, uint8_t type, uint8_t level)
+{
+	hmr_wr_atomic(ibqp, HMR_WR_FLUSH, rkey, remote_addr, len, type | (uint64_t)level << 8);
+}
+
 static void hmr_wr_set_sge_list(struct ibv_qp_ex *ibqp, size_t num_sge,
 				const struct ibv_sge *sg_list)
 {
@@ -229,6 +244,10 @@ void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_cmp_swp = hmr_wr_atomic_cmp_swp;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
 		q->wr_atomic_fetch_add = hmr_wr_atomic_fetch_add;
+	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_WRITE)
+		q->wr_atomic_write = hmr_wr_atomic_write;
+	if (send_ops_flags & IBV_QP_EX_WITH_FLUSH)
+		q->wr_flush = hmr_wr_flush;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		q->wr_set_ud_addr = hmr_wr_set_ud_addr;
 	q->wr_set_sge = hmr_wr_set_sge;

@@ -92,6 +92,22 @@ struct hmr_ud_av {
 	__u32 reserved;
 };
 
+/*
+ * Opcodes and values of RDMA FLUSH and ATOMIC WRITE (enum ibv_wr_opcode, ibv_wc_opcode,
+ * ibv_placement_type, ibv_selectivity_level), which older kernel headers lack. In a WQE:
+ *   ATOMIC_WRITE: remote_addr, rkey; compare_add = the 8 bytes to write (host order)
+ *   FLUSH: remote_addr, rkey; compare_add = length;
+ *          swap = placement type (bits 0-7) | selectivity level << 8
+ */
+#define HMR_WR_FLUSH		14
+#define HMR_WR_ATOMIC_WRITE	15
+#define HMR_WC_FLUSH		8
+#define HMR_WC_ATOMIC_WRITE	9
+#define HMR_FLUSH_GLOBAL	1
+#define HMR_FLUSH_PERSISTENT	2
+#define HMR_FLUSH_RANGE		0
+#define HMR_FLUSH_MR		1
+
 /* A send work request (SQ ring entry). Values are those of struct ibv_send_wr. */
 struct hmr_send_wqe {
 	__u64 wr_id;

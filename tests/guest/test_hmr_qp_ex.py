@@ -18,7 +18,12 @@ from pyverbs.qp import QPCap, QPEx, QPInitAttrEx  # noqa: E402
 
 RC_OPS = (e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_IMM | e.IBV_QP_EX_WITH_RDMA_WRITE |
           e.IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | e.IBV_QP_EX_WITH_RDMA_READ |
-          e.IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | e.IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+          e.IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | e.IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD |
+          e.IBV_QP_EX_WITH_ATOMIC_WRITE | e.IBV_QP_EX_WITH_FLUSH)
+WC_FLUSH, WC_ATOMIC_WRITE = 8, 9                # enum ibv_wc_opcode (rdma-core 56 and 65)
+FLUSH_GLOBAL, FLUSH_PERSISTENT = 1, 2           # enum ibv_placement_type
+FLUSH_RANGE, FLUSH_MR = 0, 1                    # enum ibv_selectivity_level
+ACCESS_FLUSH_GLOBAL = 1 << 8
 SQ_DEPTH = 16
 
 
@@ -264,5 +269,61 @@ def test_send_ops_beyond_the_qp_type_are_refused(qp_type, ops):
         with pytest.raises(PyverbsRDMAError) as err:
             QPEx(ctx, init_attr_ex(pd, cq, e.IBV_QP_EX_WITH_SEND | ops, qp_type))
         assert err.value.error_code == errno.EOPNOTSUPP
+    finally:
+        ctx.close()
+
+
+def test_wr_atomic_write(ex):
+    ex.b.mr.write(b"\0" * 16, 16)
+    qp = ex.a.qp
+    qp.wr_start()
+    start(qp, 80)
+    qp.wr_atomic_write(ex.b.mr.rkey, ex.b.mr.buf + 8, struct.pack("<Q", 0x1122334455667788))
+    qp.wr_complete()
+    (wc,) = poll(ex.a.scq)
+    assert (wc.wr_id, wc.status, wc.opcode) == (80, e.IBV_WC_SUCCESS, WC_ATOMIC_WRITE)
+    assert ex.b.mr.read(16, 0) == bytes(8) + struct.pack("<Q", 0x1122334455667788)
+
+
+def test_wr_atomic_write_misaligned_is_refused(ex):
+    qp = ex.a.qp
+    qp.wr_start()
+    start(qp, 81)
+    qp.wr_atomic_write(ex.b.mr.rkey, ex.b.mr.buf + 4, bytes(8))
+    qp.wr_complete()
+    (wc,) = poll(ex.a.scq)
+    assert wc.wr_id == 81 and wc.status == e.IBV_WC_REM_INV_REQ_ERR
+
+
+@pytest.mark.parametrize("case", ["range", "mr", "no-flush-access", "persistent", "past-end"])
+def test_wr_flush(ex, case):
+    from pyverbs.mr import MR
+    access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE
+    mr = MR(ex.pd, 1 << 16, access | (0 if case == "no-flush-access" else ACCESS_FLUSH_GLOBAL))
+    ptype = FLUSH_PERSISTENT if case == "persistent" else FLUSH_GLOBAL
+    level = FLUSH_MR if case == "mr" else FLUSH_RANGE
+    length = (1 << 16) + 1 if case == "past-end" else 4096
+    ex.a.mr.write(b"flushed", 7)
+    qp = ex.a.qp
+    qp.wr_start()
+    start(qp, 90)
+    qp.wr_rdma_write(mr.rkey, mr.buf)
+    qp.wr_set_sge(sge(ex.a.mr, 0, 7))
+    start(qp, 91)
+    qp.wr_flush(mr.rkey, mr.buf, length, ptype, level)
+    qp.wr_complete()
+    wcs = poll(ex.a.scq, 2)
+    assert wcs[0].status == e.IBV_WC_SUCCESS and mr.read(7, 0) == b"flushed"
+    want = e.IBV_WC_SUCCESS if case in ("range", "mr") else e.IBV_WC_REM_ACCESS_ERR
+    assert (wcs[1].wr_id, wcs[1].status) == (91, want)
+    if want == e.IBV_WC_SUCCESS:
+        assert wcs[1].opcode == WC_FLUSH
+
+
+def test_flush_and_atomic_write_are_advertised():
+    ctx = Context(name="hmr0")
+    try:
+        caps = ctx.query_device_ex().device_cap_flags_ex
+        assert caps & (1 << 38) and caps & (1 << 40), hex(caps)   # FLUSH_GLOBAL, ATOMIC_WRITE
     finally:
         ctx.close()
