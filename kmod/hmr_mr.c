@@ -529,6 +529,72 @@ int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
 	return 0;
 }
 
+/* Copy @n bytes from the chunk @sa to the chunk @da (both in flight), page by page. */
+static void hmr_mr_copy_chunks(struct hmr_access *da, struct hmr_access *sa, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		unsigned long dv = da->addr + done, sv = sa->addr + done;
+		unsigned int di = ((dv & PAGE_MASK) - (da->addr & PAGE_MASK)) >> PAGE_SHIFT;
+		unsigned int si = ((sv & PAGE_MASK) - (sa->addr & PAGE_MASK)) >> PAGE_SHIFT;
+		size_t k = min3(n - done, PAGE_SIZE - offset_in_page(dv),
+				PAGE_SIZE - offset_in_page(sv));
+		void *d = hmr_access_map(da, di);
+		void *s = hmr_access_map(sa, si);
+
+		memcpy(d + offset_in_page(dv), s + offset_in_page(sv), k);
+		kunmap_local(s);
+		kunmap_local(d);
+		done += k;
+	}
+}
+
+/*
+ * Copy @len bytes from @src at @src_iova to @dst at @dst_iova directly, one chunk of each in
+ * flight at a time (no bounce buffer). Nothing is faulted while a chunk is in flight: a
+ * missing destination page releases the source chunk first, so an invalidation never waits
+ * for a fault. Returns 0 or -EFAULT with *@dst_failed telling which side failed. Caller
+ * checked both ranges.
+ */
+int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src_iova,
+		   size_t len, bool *dst_failed)
+{
+	unsigned long dva = dst->start + (dst_iova - dst->iova);
+	unsigned long sva = src->start + (src_iova - src->iova);
+	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	struct hmr_access da, sa;
+	int ret;
+
+	*dst_failed = false;
+	while (len) {
+		if (hmr_mr_access_begin(src, &sa, sva, len, false))
+			return -EFAULT;
+		ret = hmr_access_begin(&dst->mirror, &da, dva, sa.len, true);
+		if (ret) {
+			hmr_access_end(&src->mirror, &sa);
+			if (ret == -ENOENT)
+				ret = hmr_mr_fault(dst, da.fault_addr, true);
+			else if (ret == -EBUSY)
+				cond_resched();	/* every in-flight slot is taken */
+			if ((ret && ret != -EBUSY) || !time_before(jiffies, timeout)) {
+				*dst_failed = true;
+				return -EFAULT;
+			}
+			continue;
+		}
+		ret = min(sa.len, da.len);
+		hmr_mr_copy_chunks(&da, &sa, ret);
+		hmr_access_end(&dst->mirror, &da);
+		hmr_access_end(&src->mirror, &sa);
+		dva += ret;
+		sva += ret;
+		len -= ret;
+		timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	}
+	return 0;
+}
+
 /*
  * An 8-byte atomic at @iova (8-byte aligned, checked by the caller) with CPU atomics, so it
  * is atomic against other hmr atomics and the CPU alike. Returns the original value in @orig.

@@ -53,10 +53,49 @@ static long hmr_sgl_iter_rw(struct hmr_sgl_iter *it, void *buf, size_t len, bool
 	return done;
 }
 
+/* Skip the iterator past zero-length entries and finished ones; false at the end. */
+static bool hmr_sgl_iter_next(struct hmr_sgl_iter *it)
+{
+	while (it->idx < it->sgl->num && it->off == it->sgl->sge[it->idx].length) {
+		it->idx++;
+		it->off = 0;
+	}
+	return it->idx < it->sgl->num;
+}
+
+/* MR to MR: copy straight between the two mirrors, entry by entry (no bounce buffer). */
+static int hmr_sgl_copy_direct(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
+			       bool *dst_failed)
+{
+	struct hmr_sgl_iter in = { .sgl = src }, out = { .sgl = dst };
+
+	while (len) {
+		struct hmr_sge *s, *d;
+		u64 n;
+
+		if (!hmr_sgl_iter_next(&in) || !hmr_sgl_iter_next(&out)) {
+			*dst_failed = !hmr_sgl_iter_next(&out);
+			return -EFAULT;
+		}
+		s = &src->sge[in.idx];
+		d = &dst->sge[out.idx];
+		n = min3(len, (u64)s->length - in.off, (u64)d->length - out.off);
+		if (hmr_mr_copy_mr(dst->mr[out.idx], d->addr + out.off, src->mr[in.idx],
+				   s->addr + in.off, n, dst_failed))
+			return -EFAULT;
+		in.off += n;
+		out.off += n;
+		len -= n;
+		cond_resched();
+	}
+	return 0;
+}
+
 /*
- * Copy @len bytes from @src to @dst through @qp's bounce buffer, a chunk at a time, so no
- * two MRs are ever locked together. On failure *dst_failed tells which side failed.
- * Caller holds qp->lock (the bounce buffer's).
+ * Copy @len bytes from @src to @dst: MR to MR directly (hmr_mr_copy_mr: one chunk of each in
+ * flight, never a fault while a chunk is in flight); inline data through @qp's bounce
+ * buffer. On failure *dst_failed tells which side failed. Caller holds qp->lock (the bounce
+ * buffer's).
  */
 int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
 		 bool *dst_failed)
@@ -64,6 +103,8 @@ int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u6
 	struct hmr_sgl_iter in = { .sgl = src }, out = { .sgl = dst };
 
 	*dst_failed = false;
+	if (!src->inline_data && !dst->inline_data)
+		return hmr_sgl_copy_direct(dst, src, len, dst_failed);
 	if (len && !qp->bounce) {
 		qp->bounce = kvmalloc(HMR_BOUNCE_SIZE, GFP_KERNEL);
 		if (!qp->bounce)
