@@ -331,6 +331,7 @@ static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 	struct hmr_send_wqe wqe;
 	u8 rnr_timer = 0;
 	u32 prod;
+	u64 len;
 	int ret;
 
 	if (state == IB_QPS_ERR) {
@@ -346,11 +347,12 @@ static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 	}
 	while (qp->sq_cons != prod) {
 		memcpy(&wqe, hmr_ring_slot(&qp->sq, qp->sq_cons), sizeof(wqe));
-		if (hmr_wqe_length(&wqe) > budget) {
+		len = hmr_wqe_length(&wqe);
+		if (len > budget) {
 			queue_delayed_work(hmr_wq, &qp->retry_work, 0);
 			return;
 		}
-		budget -= hmr_wqe_length(&wqe);
+		budget -= len;
 		ret = hmr_req_execute(qp, &wqe, &rnr_timer);
 		if (ret == HMR_RESP_RNR || ret == HMR_RESP_LOST) {
 			ret = hmr_req_retry(qp, ret, rnr_timer);

@@ -40,7 +40,7 @@ static int hmr_resp_take_recv_status(int ret)
 }
 
 /* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
-void hmr_resp_consume_recv(struct hmr_qp *qp)
+static void hmr_resp_consume_recv(struct hmr_qp *qp)
 {
 	hmr_ring_publish_cons(&qp->rq, ++qp->rq_cons);
 }
@@ -114,8 +114,8 @@ static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 l
 	return hmr_sgl_resolve(qp, sgl, &sge, 1, access);
 }
 
-void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-			    enum ib_wc_status status, u32 opcode, u32 len)
+static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+				   enum ib_wc_status status, u32 opcode, u32 len)
 {
 	struct hmr_cqe cqe = {
 		.wr_id = id,
@@ -138,8 +138,8 @@ void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 }
 
 /* The responder side failed locally: complete the receive in error, QP to ERROR. */
-int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-			enum ib_wc_status status, int requester_status)
+static int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			       enum ib_wc_status status, int requester_status)
 {
 	hmr_resp_consume_recv(qp);
 	hmr_resp_complete_recv(qp, req, id, status, IB_WC_RECV, 0);
@@ -147,38 +147,85 @@ int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 	return requester_status;
 }
 
+/* @sgl without its first @skip bytes; shares @sgl's MR references (release only @sgl). */
+static void hmr_sgl_view(struct hmr_sgl *view, const struct hmr_sgl *sgl, u64 skip)
+{
+	u32 i;
+
+	memset(view, 0, sizeof(*view));
+	for (i = 0; i < sgl->num; i++) {
+		struct hmr_sge sge = sgl->sge[i];
+		u64 s = min_t(u64, skip, sge.length);
+
+		skip -= s;
+		sge.addr += s;
+		sge.length -= s;
+		if (!sge.length)
+			continue;
+		view->sge[view->num] = sge;
+		view->mr[view->num++] = sgl->mr[i];
+		view->len += sge.length;
+	}
+}
+
+/* Copy the optional header @hdr (@hdr_len bytes) and then the payload into @dst. */
+static int hmr_resp_fill(struct hmr_request *req, struct hmr_sgl *dst, const u8 *hdr,
+			 u32 hdr_len, bool *dst_failed)
+{
+	struct hmr_sgl head = { .inline_data = hdr, .len = hdr_len }, rest;
+	int ret;
+
+	if (!hdr_len)
+		return hmr_sgl_copy(req->src, dst, req->local, req->local->len, dst_failed);
+	ret = hmr_sgl_copy(req->src, dst, &head, hdr_len, dst_failed);
+	if (ret)
+		return ret;
+	hmr_sgl_view(&rest, dst, hdr_len);
+	return hmr_sgl_copy(req->src, &rest, req->local, req->local->len, dst_failed);
+}
+
+/*
+ * Deliver a SEND into the receive WQE @wqe taken off @qp's RQ: @hdr_len bytes of @hdr (UD's
+ * GRH; 0 for RC) and then the payload. A failure on the receiver's side completes the receive
+ * in error and answers the requester @op_err (bad receive WQE or buffer) or @len_err (buffer
+ * too short). Caller holds qp->resp_lock.
+ */
+int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv_wqe *wqe,
+		     const u8 *hdr, u32 hdr_len, int op_err, int len_err)
+{
+	u64 len = req->local->len + hdr_len;
+	struct hmr_sgl dst;
+	bool dst_failed;
+	int ret;
+
+	if (wqe->num_sge > qp->cap.max_recv_sge)
+		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_QP_OP_ERR, op_err);
+	if (hmr_sgl_resolve(qp, &dst, wqe->sge, wqe->num_sge, IB_ACCESS_LOCAL_WRITE))
+		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_PROT_ERR, op_err);
+	if (len > dst.len) {
+		hmr_sgl_put(&dst);
+		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_LEN_ERR, len_err);
+	}
+	ret = hmr_resp_fill(req, &dst, hdr, hdr_len, &dst_failed);
+	hmr_sgl_put(&dst);
+	if (ret && dst_failed)
+		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_PROT_ERR, op_err);
+	if (ret)
+		return IB_WC_LOC_PROT_ERR;	/* the requester's memory is gone */
+	hmr_resp_consume_recv(qp);
+	hmr_resp_complete_recv(qp, req, wqe->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);
+	return IB_WC_SUCCESS;
+}
+
 static int hmr_resp_send(struct hmr_qp *qp, struct hmr_request *req)
 {
 	struct hmr_recv_wqe wqe;
-	struct hmr_sgl dst;
-	bool dst_failed;
 	int ret;
 
 	ret = hmr_resp_take_recv(qp, &wqe);
 	if (ret)
 		return hmr_resp_take_recv_status(ret);
-	if (wqe.num_sge > qp->cap.max_recv_sge)
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_QP_OP_ERR,
-					   IB_WC_REM_OP_ERR);
-	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
-					   IB_WC_REM_OP_ERR);
-	if (req->local->len > dst.len) {
-		hmr_sgl_put(&dst);
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_LEN_ERR,
-					   IB_WC_REM_INV_REQ_ERR);
-	}
-	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);
-	hmr_sgl_put(&dst);
-	if (ret && dst_failed)
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
-					   IB_WC_REM_OP_ERR);
-	if (ret)
-		return IB_WC_LOC_PROT_ERR;	/* the requester's memory is gone */
-	hmr_resp_consume_recv(qp);
-	hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS, IB_WC_RECV,
-			       req->local->len);
-	return IB_WC_SUCCESS;
+	return hmr_resp_deliver(qp, req, &wqe, NULL, 0, IB_WC_REM_OP_ERR, IB_WC_REM_INV_REQ_ERR);
 }
 
 static int hmr_resp_write(struct hmr_qp *qp, struct hmr_request *req)

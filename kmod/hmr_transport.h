@@ -57,11 +57,8 @@ extern const struct hmr_transport_ops hmr_loopback_transport;
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
 int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe);
-void hmr_resp_consume_recv(struct hmr_qp *qp);
-void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-			    enum ib_wc_status status, u32 opcode, u32 len);
-int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-			enum ib_wc_status status, int requester_status);
+int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv_wqe *wqe,
+		     const u8 *hdr, u32 hdr_len, int op_err, int len_err);
 
 /* hmr_ud.c */
 int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_send_wqe *wqe);

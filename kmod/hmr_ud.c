@@ -90,74 +90,16 @@ static void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dg
 	}
 }
 
-/* @sgl without its first @skip bytes; shares @sgl's MR references (release only @sgl). */
-static void hmr_sgl_view(struct hmr_sgl *view, const struct hmr_sgl *sgl, u64 skip)
-{
-	u32 i;
-
-	memset(view, 0, sizeof(*view));
-	for (i = 0; i < sgl->num; i++) {
-		struct hmr_sge sge = sgl->sge[i];
-		u64 s = min_t(u64, skip, sge.length);
-
-		skip -= s;
-		sge.addr += s;
-		sge.length -= s;
-		if (!sge.length)
-			continue;
-		view->sge[view->num] = sge;
-		view->mr[view->num++] = sgl->mr[i];
-		view->len += sge.length;
-	}
-}
-
-/* Write the GRH and then the payload into the receive buffer @dst. */
-static int hmr_ud_copy(struct hmr_qp *qp, struct hmr_request *req, struct hmr_sgl *dst,
-		       bool *dst_failed)
-{
-	struct hmr_sgl grh_sgl = { .len = HMR_GRH_SIZE }, rest;
-	u8 grh[HMR_GRH_SIZE];
-	int ret;
-
-	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
-	grh_sgl.inline_data = grh;
-	ret = hmr_sgl_copy(req->src, dst, &grh_sgl, HMR_GRH_SIZE, dst_failed);
-	if (ret)
-		return ret;
-	hmr_sgl_view(&rest, dst, HMR_GRH_SIZE);
-	return hmr_sgl_copy(req->src, &rest, req->local, req->local->len, dst_failed);
-}
-
 /* A UD message arrived for @qp. Caller holds qp->resp_lock. */
 int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
 {
 	u32 qkey = req->ud->qkey & HMR_QKEY_PRIV ? req->src->attr.qkey : req->ud->qkey;
 	struct hmr_recv_wqe wqe;
-	struct hmr_sgl dst;
-	bool dst_failed;
-	int ret;
+	u8 grh[HMR_GRH_SIZE];
 
 	if (qkey != qp->attr.qkey || hmr_resp_take_recv(qp, &wqe))
 		return HMR_RESP_LOST;	/* dropped (or the RQ is corrupt: QP fatal) */
-	if (wqe.num_sge > qp->cap.max_recv_sge)
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_QP_OP_ERR,
-					   HMR_RESP_LOST);
-	if (hmr_sgl_resolve(qp, &dst, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
-					   HMR_RESP_LOST);
-	if (req->local->len + HMR_GRH_SIZE > dst.len) {
-		hmr_sgl_put(&dst);
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_LEN_ERR, HMR_RESP_LOST);
-	}
-	ret = hmr_ud_copy(qp, req, &dst, &dst_failed);
-	hmr_sgl_put(&dst);
-	if (ret && dst_failed)
-		return hmr_resp_recv_error(qp, req, wqe.wr_id, IB_WC_LOC_PROT_ERR,
-					   HMR_RESP_LOST);
-	if (ret)
-		return IB_WC_LOC_PROT_ERR;	/* the sender's memory is gone */
-	hmr_resp_consume_recv(qp);
-	hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS, IB_WC_RECV,
-			       req->local->len + HMR_GRH_SIZE);
-	return IB_WC_SUCCESS;
+	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
+	/* A receiver-side failure is the receiver's: the sender cannot tell (dropped). */
+	return hmr_resp_deliver(qp, req, &wqe, grh, HMR_GRH_SIZE, HMR_RESP_LOST, HMR_RESP_LOST);
 }
