@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * RC and UD queue pairs (UD delivery: hmr_ud.c): creation with their SQ/RQ rings, the state
- * machine (modify/query), and flushing outstanding work requests when a QP enters the error state and, since post_recv
- * makes no system call, periodically while it stays there.
+ * machine (modify/query), and flushing outstanding work requests when a QP enters the error
+ * state and, since post_recv makes no system call, periodically while it stays there.
  */
 #include <linux/log2.h>
 #include <linux/mutex.h>

@@ -306,13 +306,11 @@ static int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
 		return IB_WC_REM_INV_REQ_ERR;
 	if (hmr_resp_remote_sgl(qp, req, sizeof(u64), IB_ACCESS_REMOTE_WRITE, &target))
 		return IB_WC_REM_ACCESS_ERR;
-	ret = hmr_mr_atomic(target.mr[0], req->remote_addr, false, 0, 0, &cur);
-	while (!ret) {
+	for (cur = 0;; cur = orig) {	/* guess 0 first; each miss returns the current value */
 		ret = hmr_mr_atomic(target.mr[0], req->remote_addr, true, cur, req->compare_add,
 				    &orig);
 		if (ret || orig == cur)
 			break;
-		cur = orig;
 	}
 	hmr_sgl_put(&target);
 	return ret ? IB_WC_REM_ACCESS_ERR : IB_WC_SUCCESS;

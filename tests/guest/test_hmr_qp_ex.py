@@ -283,6 +283,13 @@ def test_wr_atomic_write(ex):
     (wc,) = poll(ex.a.scq)
     assert (wc.wr_id, wc.status, wc.opcode) == (80, e.IBV_WC_SUCCESS, WC_ATOMIC_WRITE)
     assert ex.b.mr.read(16, 0) == bytes(8) + struct.pack("<Q", 0x1122334455667788)
+    qp.wr_start()           # over a non-zero word: the store replaces it whole
+    start(qp, 82)
+    qp.wr_atomic_write(ex.b.mr.rkey, ex.b.mr.buf + 8, struct.pack("<Q", 0xfedcba9876543210))
+    qp.wr_complete()
+    (wc,) = poll(ex.a.scq)
+    assert (wc.wr_id, wc.status) == (82, e.IBV_WC_SUCCESS)
+    assert ex.b.mr.read(16, 0) == bytes(8) + struct.pack("<Q", 0xfedcba9876543210)
 
 
 def test_wr_atomic_write_misaligned_is_refused(ex):
