@@ -113,7 +113,7 @@ struct hmr_dir {
 /* Statistics snapshot (hmr_mirror_stats). */
 struct hmr_stats {
 	u64 populates;		/* populate calls that installed all pages */
-	u64 populated_pages;	/* pages installed (a 2 MiB leaf counts 512) */
+	u64 populated_pages;	/* pages installed, holes not counted (a 2 MiB leaf: 512) */
 	u64 populate_stale;	/* populate calls refused: sequence stale */
 	u64 invalidations;	/* invalidate calls */
 	u64 invalidate_busy;	/* non-blockable invalidations that returned -EAGAIN */

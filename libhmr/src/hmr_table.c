@@ -343,11 +343,20 @@ out:
 	return err;
 }
 
+static unsigned long hmr_count_valid(const u64 *pfns, unsigned long n)
+{
+	unsigned long k, valid = 0;
+
+	for (k = 0; k < n; k++)
+		valid += !!(pfns[k] & HMR_PFN_VALID);
+	return valid;
+}
+
 int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
 		       unsigned long npages, const u64 *pfns, unsigned long seq)
 {
 	struct hmr_prealloc pa = { NULL, NULL };
-	unsigned long done = 0, n, addr;
+	unsigned long done = 0, n, addr, valid = 0;
 	int err = 0;
 
 	while (done < npages) {
@@ -358,6 +367,7 @@ int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
 				break;
 			if (!err) {
 				done += HMR_HUGE_PAGES;
+				valid += HMR_HUGE_PAGES;
 				continue;
 			}
 		}
@@ -366,12 +376,13 @@ int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
 		err = hmr_install_small(m, addr, n, pfns + done, seq, &pa);
 		if (err)
 			break;
+		valid += hmr_count_valid(pfns + done, n);
 		done += n;
 	}
 	hmr_prealloc_free(m, &pa);
 	if (!err) {
 		atomic_long_inc(&m->stat.populates);
-		atomic_long_add(npages, &m->stat.populated_pages);
+		atomic_long_add(valid, &m->stat.populated_pages);	/* holes are not counted */
 	}
 	return err;
 }
@@ -387,16 +398,6 @@ static bool hmr_dir_sync(struct hmr_dir *d)
 	return live;
 }
 
-static bool hmr_leaf_empty(const u64 *leaf)
-{
-	unsigned int j;
-
-	for (j = 0; j < HMR_FANOUT; j++)
-		if (leaf[j])
-			return false;
-	return true;
-}
-
 /* Under @d's lock: drop slot @i of @d. */
 static void hmr_slot_drop(struct hmr_dir *d, unsigned int i)
 {
@@ -404,20 +405,26 @@ static void hmr_slot_drop(struct hmr_dir *d, unsigned int i)
 	WRITE_ONCE(d->nr, d->nr - 1);
 }
 
-/* Under @d's lock: clear pages [j0, j1) of leaf table slot @i; free it if empty. */
+/*
+ * Under @d's lock: clear pages [j0, j1) of leaf table slot @i. A leaf cleared whole is freed;
+ * one that a partial clear left empty is kept (with the directories above it), so the
+ * refault of a page dropped alone (MADV_DONTNEED of a buffer, a migrated page) allocates no
+ * table: at most one 4 KiB leaf per 2 MiB stays until a whole-leaf clear or the mirror's end.
+ */
 static void hmr_leaf_clear(struct hmr_mirror *m, struct hmr_dir *d,
 			   unsigned int i, unsigned int j0, unsigned int j1)
 {
 	u64 *leaf = hmr_slot_table(d->slot[i]);
 	unsigned int j;
 
+	if (j0 == 0 && j1 == HMR_FANOUT) {
+		hmr_slot_drop(d, i);
+		hmr_leaf_free_rcu(m, leaf);
+		return;
+	}
 	for (j = j0; j < j1; j++)
 		if (leaf[j])
 			WRITE_ONCE(leaf[j], 0);
-	if ((j0 == 0 && j1 == HMR_FANOUT) || hmr_leaf_empty(leaf)) {
-		hmr_slot_drop(d, i);
-		hmr_leaf_free_rcu(m, leaf);
-	}
 }
 
 /* Slots of a table at @level based at @base that overlap [start, end). */
