@@ -38,6 +38,8 @@
 #define HMR_MAX_PD		(1 << 16)
 #define HMR_MAX_RD_ATOM		16
 #define HMR_MAX_INLINE		256
+#define HMR_MAX_SRQ		(1 << 14)
+#define HMR_MAX_SRQ_WR		HMR_MAX_QP_WR
 
 struct hmr_dev {
 	struct ib_device ibdev;
@@ -53,14 +55,19 @@ struct hmr_dev {
 	/* QP number -> struct hmr_qp; the xarray's own lock. */
 	struct xarray qps;
 	u32 next_qpn;			/* cyclic QPN allocation, under the xarray's lock */
+	/* XRC SRQ number -> struct hmr_srq; the xarray's own lock. */
+	struct xarray srqs;
+	u32 next_srqn;			/* cyclic SRQ number allocation, under the xarray's lock */
 	/* MR index (key >> 8) -> struct hmr_mr; the xarray's own lock. */
 	struct xarray mrs;
 	u32 next_mr;			/* cyclic MR index allocation, under the xarray's lock */
 	/* Taken before the lock of mrs; makes an MR's move to retired atomic (hmr_stats.c). */
 	spinlock_t stats_lock;
 	struct hmr_stats retired;	/* mirror statistics of deregistered MRs; stats_lock */
+	/* Totals over every MR, live or not: each count goes to the MR's and to these. */
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
+	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of an MR */
 };
 
 struct hmr_ucontext {
@@ -74,6 +81,30 @@ struct hmr_pd {
 /* UD sends carry their address in the WQE (hmr_ud.c): an AH holds nothing of its own. */
 struct hmr_ah {
 	struct ib_ah ibah;
+};
+
+struct hmr_xrcd {
+	struct ib_xrcd ibxrcd;
+};
+
+/*
+ * A shared receive queue: its ring is read by the responders of every QP attached to it (an
+ * XRC SRQ: of every XRC receive QP of its XRC domain whose requests name it).
+ */
+struct hmr_srq {
+	struct ib_srq ibsrq;
+	struct hmr_ring rq;		/* receive WQEs; the provider produces, the kernel consumes */
+	/*
+	 * Held by a responder from taking a receive WQE off the ring until it is consumed or
+	 * given back; protects cons, limit and error. Nests inside the QP's resp_lock.
+	 */
+	struct mutex lock;
+	u32 cons;			/* consumer index: the kernel's own copy */
+	u32 limit;			/* armed when non-zero: an event once fewer WQEs remain */
+	u32 max_sge;
+	bool error;			/* userspace corrupted the ring's index: nothing is taken */
+	refcount_t ref;			/* lookups by SRQ number (hmr_srq_get) and the SRQ's own */
+	struct completion done;		/* ref reached zero: destroy may proceed */
 };
 
 struct hmr_cq {
@@ -103,6 +134,9 @@ struct hmr_mr {
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
 	int access;			/* IB_ACCESS_* */
+	atomic64_t prefetched_pages;	/* this MR's share of hdev->prefetched_pages */
+	atomic64_t fence_wait_ns;	/* this MR's share of hdev->fence_wait_ns */
+	atomic64_t nonblock_invalidations;	/* its share of hdev->nonblock_invalidations */
 };
 
 struct hmr_transport_ops;
@@ -139,6 +173,7 @@ struct hmr_qp {
 	struct mutex resp_lock;
 	u32 rq_cons;			/* RQ consumer index: the kernel's own copy */
 	bool err_fatal;			/* err_work also raises IB_EVENT_QP_FATAL */
+	bool last_wqe;			/* IB_EVENT_QP_LAST_WQE_REACHED raised (on an SRQ); lock */
 	refcount_t ref;			/* lookups by QPN (hmr_qp_get) and the QP's own */
 	struct completion done;		/* ref reached zero: destroy may proceed */
 };
@@ -161,6 +196,11 @@ static inline struct hmr_mr *to_hmr(struct ib_mr *ibmr)
 static inline struct hmr_cq *to_hcq(struct ib_cq *ibcq)
 {
 	return container_of(ibcq, struct hmr_cq, ibcq);
+}
+
+static inline struct hmr_srq *to_hsrq(struct ib_srq *ibsrq)
+{
+	return container_of(ibsrq, struct hmr_srq, ibsrq);
 }
 
 /* hmr_verbs.c */
@@ -190,6 +230,20 @@ void hmr_qp_set_error(struct hmr_qp *qp);
 void hmr_qp_fatal(struct hmr_qp *qp);
 void hmr_qp_error_async(struct hmr_qp *qp, bool fatal);
 
+/* hmr_srq.c */
+int hmr_alloc_xrcd(struct ib_xrcd *ibxrcd, struct ib_udata *udata);
+int hmr_dealloc_xrcd(struct ib_xrcd *ibxrcd, struct ib_udata *udata);
+int hmr_create_srq(struct ib_srq *ibsrq, struct ib_srq_init_attr *init, struct ib_udata *udata);
+int hmr_modify_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr, enum ib_srq_attr_mask mask,
+		   struct ib_udata *udata);
+int hmr_query_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr);
+int hmr_destroy_srq(struct ib_srq *ibsrq, struct ib_udata *udata);
+struct hmr_srq *hmr_srq_get(struct hmr_dev *hdev, u32 srqn);
+void hmr_srq_put(struct hmr_srq *srq);
+int hmr_srq_take(struct hmr_srq *srq, struct hmr_recv_wqe *wqe);
+void hmr_srq_consume(struct hmr_srq *srq);
+void hmr_srq_give_back(struct hmr_srq *srq);
+
 /* hmr_ud.c */
 int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);
 int hmr_destroy_ah(struct ib_ah *ibah, u32 flags);
@@ -201,7 +255,7 @@ void hmr_req_retry_work(struct work_struct *work);
 
 /* hmr_resp.c */
 struct hmr_sgl;
-int hmr_sgl_resolve(struct hmr_qp *qp, struct hmr_sgl *sgl, const struct hmr_sge *sge,
+int hmr_sgl_resolve(struct ib_pd *pd, struct hmr_sgl *sgl, const struct hmr_sge *sge,
 		    u32 num, int access);
 void hmr_sgl_put(struct hmr_sgl *sgl);
 
@@ -229,6 +283,7 @@ void hmr_stats_retire_begin(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_
 void hmr_stats_retire_end(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap);
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port);
 int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 port, int index);
+int hmr_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr);
 
 /* hmr_ring.c */
 int hmr_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma);

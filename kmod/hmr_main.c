@@ -49,9 +49,10 @@ void hmr_dealloc_driver(struct ib_device *ibdev)
 	list_del_init(&hdev->list);
 	mutex_unlock(&hmr_devices_lock);
 	/* The core destroyed every object before it deallocates the device. */
-	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs));
+	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs) || !xa_empty(&hdev->srqs));
 	xa_destroy(&hdev->qps);
 	xa_destroy(&hdev->mrs);
+	xa_destroy(&hdev->srqs);
 }
 
 /* Put a new device on the list, unless IF already has one: one hmr device per netdev. */
@@ -83,6 +84,7 @@ static void hmr_init_ibdev(struct hmr_dev *hdev, struct net_device *ndev)
 	INIT_LIST_HEAD(&hdev->list);
 	xa_init_flags(&hdev->qps, XA_FLAGS_ALLOC);
 	xa_init_flags(&hdev->mrs, XA_FLAGS_ALLOC);
+	xa_init_flags(&hdev->srqs, XA_FLAGS_ALLOC);
 	spin_lock_init(&hdev->stats_lock);
 	strscpy(ibdev->node_desc, "hmr", sizeof(ibdev->node_desc));
 	addrconf_addr_eui48((unsigned char *)&ibdev->node_guid, ndev->dev_addr);

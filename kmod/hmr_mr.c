@@ -14,6 +14,7 @@
  * entries and waits for the chunks in flight on them: the fence waits for one chunk at most.
  * Protocol and proofs: Documentation.md section 3 (libhmr).
  */
+#include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/hmm.h>
 #include <linux/mm.h>
@@ -77,10 +78,14 @@ static unsigned long hmr_mr_end(struct hmr_mr *mr)
 static void hmr_mr_count_fence(struct hmr_mr *mr, unsigned long waits_before, u64 t0)
 {
 	struct hmr_stats st;
+	u64 ns;
 
 	hmr_mirror_stats(&mr->mirror, &st);
-	if (st.fence_waits != waits_before)
-		atomic64_add(ktime_get_ns() - t0, &mr->hdev->fence_wait_ns);
+	if (st.fence_waits == waits_before)
+		return;
+	ns = ktime_get_ns() - t0;
+	atomic64_add(ns, &mr->fence_wait_ns);
+	atomic64_add(ns, &mr->hdev->fence_wait_ns);
 }
 
 static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
@@ -89,6 +94,7 @@ static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
 	struct hmr_mr *mr = container_of(mni, struct hmr_mr, notifier);
 	unsigned long start = max(range->start, hmr_mr_first(mr));
 	unsigned long end = min(range->end, hmr_mr_end(mr));
+	bool blockable = mmu_notifier_range_blockable(range);
 	struct hmr_stats st;
 	u64 t0;
 	int ret;
@@ -98,8 +104,12 @@ static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
 		return true;
 	hmr_mirror_stats(&mr->mirror, &st);
 	t0 = ktime_get_ns();
-	ret = hmr_mirror_invalidate(&mr->mirror, start, end, mmu_notifier_range_blockable(range));
+	ret = hmr_mirror_invalidate(&mr->mirror, start, end, blockable);
 	hmr_mr_count_fence(mr, st.fence_waits, t0);
+	if (!blockable) {
+		atomic64_inc(&mr->hdev->nonblock_invalidations);
+		atomic64_inc(&mr->nonblock_invalidations);
+	}
 	/* Not blockable and a chunk in flight: entries are cleared, the caller retries. */
 	return ret != -EAGAIN;
 }
@@ -276,7 +286,7 @@ bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int a
 	return iova >= mr->iova && end <= mr->iova + mr->length;
 }
 
-/* Pages faulted around a missing page: module parameter fault_window, 1..HMR_HUGE_PAGES. */
+/* Window of pages from a missing page: module parameter fault_window, 1..HMR_HUGE_PAGES. */
 static unsigned int hmr_fault_window = HMR_CHUNK_PAGES;
 
 static int hmr_fault_window_set(const char *val, const struct kernel_param *kp)
@@ -290,7 +300,7 @@ static const struct kernel_param_ops hmr_fault_window_ops = {
 };
 module_param_cb(fault_window, &hmr_fault_window_ops, &hmr_fault_window, 0644);
 MODULE_PARM_DESC(fault_window,
-		 "pages faulted around a missing page (1-512, default 16); a page the CPU maps with 2 MiB or more brings its whole 2 MiB");
+		 "window of pages from a missing page (1-512, default 16): those the access needs are faulted, the others installed if present; a page the CPU maps with 2 MiB or more brings its whole 2 MiB");
 
 /* One window's hmm_range_fault output and hmr_mirror_populate input (up to 2 MiB). */
 struct hmr_fault_buf {
@@ -361,29 +371,54 @@ static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
 }
 
 /*
+ * Fault [range->start, @fault_end) with @hmm_flags, then look up the whole window up to @end
+ * without faulting: HMM faults every page from the first one that needs it to the end of the
+ * range it walks, so the pages an access needs are faulted in a range of their own. Sets
+ * range->end and range->notifier_seq for the look-up.
+ */
+static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
+				     struct hmm_range *range, unsigned long fault_end,
+				     unsigned long end, unsigned long hmm_flags)
+{
+	int ret;
+
+	range->default_flags = hmm_flags;
+	if (fault_end < end) {
+		ret = hmr_mr_hmm_fault(mr, mm, range, fault_end);
+		if (ret)
+			return ret;
+		range->default_flags = 0;
+	}
+	return hmr_mr_hmm_fault(mr, mm, range, end);
+}
+
+/*
  * Fault (or, with @hmm_flags 0, only look up) a window of pages from @addr (page aligned):
  * at most fault_window pages, within [@addr, @end) and within @addr's VMA, or the whole
- * 2 MiB block that a huge CPU mapping of @addr covers, and install them in the mirror. The
- * mm is the registering process's; it may be another process than the caller's. Returns 0
- * (also when the installed entries went stale again: the caller retries the access),
+ * 2 MiB block that a huge CPU mapping of @addr covers, and install them in the mirror. Only
+ * the pages before @fault_end (at least the first) are faulted; the rest of the window is
+ * installed where the CPU already has the page, so a small access allocates no memory it does
+ * not touch (a needed page that went away again in between is faulted at the next access).
+ * The mm is the registering process's; it may be another process than the caller's. Returns
+ * 0 (also when the installed entries went stale again: the caller retries the access),
  * -ENOMEM or -EFAULT. *@next: where the window ended; *@installed: pages installed.
  */
 static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned long end,
-			       unsigned long hmm_flags, unsigned long *next,
-			       unsigned long *installed)
+			       unsigned long fault_end, unsigned long hmm_flags,
+			       unsigned long *next, unsigned long *installed)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	struct mm_struct *mm = mr->notifier.mm;
 	struct hmm_range range = {
 		.notifier = &mr->notifier,
 		.start = addr,
-		.default_flags = hmm_flags,
 	};
 	unsigned long first, npages, valid;
 	struct hmr_fault_buf *fb;
 	int ret;
 
 	end = min(addr + READ_ONCE(hmr_fault_window) * PAGE_SIZE, end);
+	fault_end = clamp(PAGE_ALIGN(fault_end), addr + PAGE_SIZE, end);
 	*installed = 0;
 	fb = kzalloc(sizeof(*fb), GFP_KERNEL);
 	if (!fb)
@@ -394,7 +429,7 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		goto out_free;
 	do {
 		*next = end;
-		ret = hmr_mr_hmm_fault(mr, mm, &range, end);
+		ret = hmr_mr_fault_then_look_up(mr, mm, &range, fault_end, end, hmm_flags);
 		if (ret)
 			continue;	/* -EBUSY (the range changed) retries */
 		if (hmr_mr_huge_block(mr, addr, fb->hpfns[0], fb->pfns, &first)) {
@@ -420,13 +455,14 @@ out_free:
 	return ret;
 }
 
-/* Fault the window of pages from @addr, for the DMA engine. */
-static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, bool write)
+/* Fault the window of pages from @addr for an access that ends at @access_end (DMA engine). */
+static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, unsigned long access_end,
+			bool write)
 {
 	unsigned long next, installed;
 
 	return hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
-				   hmr_mr_end(mr),
+				   hmr_mr_end(mr), access_end,
 				   HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 				   &next, &installed);
 }
@@ -434,7 +470,7 @@ static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, bool write)
 /*
  * Make [@iova, @iova + @len) of @mr present in its mirror (advise_mr). @hmm_flags 0 installs
  * only what the CPU has present and skips holes; otherwise a page that cannot be faulted
- * fails it with -EFAULT. Counts the pages installed in the device's page_prefetch.
+ * fails it with -EFAULT. Counts the pages installed in page_prefetch (the MR's, the device's).
  */
 int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flags)
 {
@@ -445,7 +481,7 @@ int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flag
 	int ret = 0;
 
 	while (addr < end && !READ_ONCE(mr->dying) && !fatal_signal_pending(current)) {
-		ret = hmr_mr_fault_window(mr, addr, end, hmm_flags, &next, &installed);
+		ret = hmr_mr_fault_window(mr, addr, end, end, hmm_flags, &next, &installed);
 		if (ret && hmm_flags)
 			break;
 		ret = 0;
@@ -453,7 +489,8 @@ int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flag
 		addr = next;
 		cond_resched();
 	}
-	atomic64_add(total, &to_hdev(mr->ibmr.device)->prefetched_pages);
+	atomic64_add(total, &mr->prefetched_pages);
+	atomic64_add(total, &mr->hdev->prefetched_pages);
 	return ret;
 }
 
@@ -467,18 +504,50 @@ static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsign
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	int ret;
 
-	while (time_before(jiffies, timeout)) {
+	for (;;) {
 		ret = hmr_access_begin(&mr->mirror, acc, va, len, write);
 		if (!ret)
 			return 0;
+		/* Checked after the access, so a fault that succeeded slowly is still used. */
+		if (!time_before(jiffies, timeout))
+			return -EFAULT;
 		if (ret == -ENOENT)
-			ret = hmr_mr_fault(mr, acc->fault_addr, write);
+			ret = hmr_mr_fault(mr, acc->fault_addr, va + len, write);
 		else if (ret == -EBUSY)
 			cond_resched();	/* every in-flight slot is taken */
 		if (ret && ret != -EBUSY)
 			return -EFAULT;
 	}
-	return -EFAULT;
+}
+
+/*
+ * For tests only: microseconds the DMA engine sleeps with each copied chunk still in flight
+ * (module parameter chunk_hold_us, 0..100000, default 0 = off). It widens the window in which
+ * an invalidation finds a chunk in flight, so a test can make the fence wait, or a
+ * non-blockable invalidation answer busy, every time instead of by luck.
+ */
+static unsigned int hmr_chunk_hold_us;
+
+static int hmr_chunk_hold_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 0, 100000);
+}
+
+static const struct kernel_param_ops hmr_chunk_hold_ops = {
+	.set = hmr_chunk_hold_set,
+	.get = param_get_uint,
+};
+module_param_cb(chunk_hold_us, &hmr_chunk_hold_ops, &hmr_chunk_hold_us, 0644);
+MODULE_PARM_DESC(chunk_hold_us,
+		 "tests only: microseconds each copied chunk stays in flight (0-100000, default 0)");
+
+/* Hold the chunk just copied in flight for chunk_hold_us (tests; sleeps, process context). */
+static void hmr_mr_chunk_hold(void)
+{
+	unsigned int us = READ_ONCE(hmr_chunk_hold_us);
+
+	if (us)
+		fsleep(us);
 }
 
 static void *hmr_access_map(struct hmr_access *acc, unsigned int i)
@@ -521,6 +590,7 @@ int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
 		if (hmr_mr_access_begin(mr, &acc, va, len, to_mr))
 			return -EFAULT;
 		hmr_mr_copy_chunk(&acc, buf, to_mr);
+		hmr_mr_chunk_hold();
 		hmr_access_end(&mr->mirror, &acc);
 		va += acc.len;
 		buf += acc.len;
@@ -573,11 +643,15 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		ret = hmr_access_begin(&dst->mirror, &da, dva, sa.len, true);
 		if (ret) {
 			hmr_access_end(&src->mirror, &sa);
+			if (!time_before(jiffies, timeout)) {
+				*dst_failed = true;
+				return -EFAULT;
+			}
 			if (ret == -ENOENT)
-				ret = hmr_mr_fault(dst, da.fault_addr, true);
+				ret = hmr_mr_fault(dst, da.fault_addr, dva + len, true);
 			else if (ret == -EBUSY)
 				cond_resched();	/* every in-flight slot is taken */
-			if ((ret && ret != -EBUSY) || !time_before(jiffies, timeout)) {
+			if (ret && ret != -EBUSY) {
 				*dst_failed = true;
 				return -EFAULT;
 			}
@@ -585,6 +659,7 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		}
 		ret = min(sa.len, da.len);
 		hmr_mr_copy_chunks(&da, &sa, ret);
+		hmr_mr_chunk_hold();
 		hmr_access_end(&dst->mirror, &da);
 		hmr_access_end(&src->mirror, &sa);
 		dva += ret;

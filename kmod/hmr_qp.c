@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * RC and UD queue pairs (UD delivery: hmr_ud.c): creation with their SQ/RQ rings, the state
- * machine (modify/query), and flushing outstanding work requests when a QP enters the error
- * state and, since post_recv makes no system call, periodically while it stays there.
+ * RC, UD and XRC queue pairs (UD delivery: hmr_ud.c; SRQs: hmr_srq.c): creation with their
+ * SQ/RQ rings, the state machine (modify/query), and flushing outstanding work requests when
+ * a QP enters the error state and, since post_recv makes no system call, periodically while
+ * it stays there. An XRC send QP (XRC_INI) has an SQ only; an XRC receive QP (XRC_TGT) has no
+ * rings at all: the RDMA core creates it without udata, and its receives come from the XRC SRQ
+ * each request names. A QP on an SRQ has no RQ of its own.
  */
 #include <linux/log2.h>
 #include <linux/mutex.h>
@@ -20,13 +23,23 @@
 #define HMR_FLUSH_MIN_DELAY	1
 #define HMR_FLUSH_MAX_DELAY	HZ
 
-static int hmr_qp_chk_init(struct ib_qp_init_attr *init)
+static bool hmr_qp_type_ok(enum ib_qp_type type)
+{
+	return type == IB_QPT_RC || type == IB_QPT_UD || type == IB_QPT_XRC_INI ||
+	       type == IB_QPT_XRC_TGT;
+}
+
+static int hmr_qp_chk_init(struct ib_qp_init_attr *init, struct ib_udata *udata)
 {
 	struct ib_qp_cap *cap = &init->cap;
 
-	if ((init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UD) || init->srq ||
-	    init->create_flags)
+	if (!hmr_qp_type_ok(init->qp_type) || init->create_flags)
 		return -EOPNOTSUPP;
+	/* Only the core creates XRC receive QPs without udata: hmr has no kernel consumers. */
+	if (!udata != (init->qp_type == IB_QPT_XRC_TGT))
+		return -EOPNOTSUPP;
+	if (init->srq && init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UD)
+		return -EINVAL;
 	if (cap->max_send_wr > HMR_MAX_QP_WR || cap->max_recv_wr > HMR_MAX_QP_WR ||
 	    cap->max_send_sge > HMR_MAX_SGE || cap->max_recv_sge > HMR_MAX_SGE ||
 	    cap->max_inline_data > HMR_MAX_INLINE)
@@ -34,29 +47,57 @@ static int hmr_qp_chk_init(struct ib_qp_init_attr *init)
 	return 0;
 }
 
-static int hmr_qp_init_rings(struct hmr_qp *qp, struct ib_ucontext *uctx,
+static bool hmr_qp_has_sq(struct ib_qp_init_attr *init)
+{
+	return init->qp_type != IB_QPT_XRC_TGT;
+}
+
+static bool hmr_qp_has_rq(struct ib_qp_init_attr *init)
+{
+	return !init->srq && (init->qp_type == IB_QPT_RC || init->qp_type == IB_QPT_UD);
+}
+
+/* Report what the QP really has: at least what was asked, nothing for a queue it lacks. */
+static void hmr_qp_set_cap(struct hmr_qp *qp, struct ib_qp_cap *cap)
+{
+	bool sq = hmr_ring_present(&qp->sq), rq = hmr_ring_present(&qp->rq);
+
+	cap->max_send_wr = sq ? qp->sq.num : 0;
+	cap->max_recv_wr = rq ? qp->rq.num : 0;
+	cap->max_send_sge = sq ? HMR_MAX_SGE : 0;
+	cap->max_recv_sge = rq ? HMR_MAX_SGE : 0;
+	cap->max_inline_data = sq ? HMR_MAX_INLINE : 0;
+	qp->cap = *cap;
+}
+
+static int hmr_qp_init_rings(struct hmr_qp *qp, struct ib_udata *udata,
 			     struct ib_qp_init_attr *init, struct hmr_create_qp_resp *resp)
 {
 	struct ib_qp_cap *cap = &init->cap;
+	struct hmr_ucontext *uctx;
 	int ret;
 
-	ret = hmr_ring_init(&qp->sq, uctx, max(cap->max_send_wr, 1u),
-			    sizeof(struct hmr_send_wqe), &resp->sq_mmap_offset, &resp->sq_mmap_size);
-	if (ret)
-		return ret;
-	ret = hmr_ring_init(&qp->rq, uctx, max(cap->max_recv_wr, 1u),
-			    sizeof(struct hmr_recv_wqe), &resp->rq_mmap_offset, &resp->rq_mmap_size);
-	if (ret)
-		goto err_sq;
-	resp->sq_num = qp->sq.num;
-	resp->rq_num = qp->rq.num;
-	/* Report what the QP really has: at least what was asked. */
-	cap->max_send_wr = qp->sq.num;
-	cap->max_recv_wr = qp->rq.num;
-	cap->max_send_sge = HMR_MAX_SGE;
-	cap->max_recv_sge = HMR_MAX_SGE;
-	cap->max_inline_data = HMR_MAX_INLINE;
-	qp->cap = *cap;
+	if (!udata)
+		goto out;	/* XRC_TGT: no rings */
+	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+	if (hmr_qp_has_sq(init)) {
+		ret = hmr_ring_init(&qp->sq, &uctx->ibuc, max(cap->max_send_wr, 1u),
+				    sizeof(struct hmr_send_wqe), &resp->sq_mmap_offset,
+				    &resp->sq_mmap_size);
+		if (ret)
+			return ret;
+		resp->sq_num = qp->sq.num;
+	}
+	if (hmr_qp_has_rq(init)) {
+		ret = hmr_ring_init(&qp->rq, &uctx->ibuc, max(cap->max_recv_wr, 1u),
+				    sizeof(struct hmr_recv_wqe), &resp->rq_mmap_offset,
+				    &resp->rq_mmap_size);
+		if (ret)
+			goto err_sq;
+		resp->rq_num = qp->rq.num;
+	}
+out:
+	hmr_qp_set_cap(qp, cap);
 	return 0;
 
 err_sq:
@@ -72,18 +113,14 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	struct hmr_dev *hdev = to_hdev(ibqp->device);
 	struct hmr_create_qp_resp resp = {};
 	struct hmr_qp *qp = to_hqp(ibqp);
-	struct hmr_ucontext *uctx;
 	u32 qpn;
 	int ret;
 
-	if (!udata)
-		return -EOPNOTSUPP;	/* no kernel consumers */
-	ret = hmr_qp_chk_init(init);
+	ret = hmr_qp_chk_init(init, udata);
 	if (ret)
 		return ret;
-	if (udata->outlen < sizeof(resp))
+	if (udata && udata->outlen < sizeof(resp))
 		return -EINVAL;
-	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
 
 	mutex_init(&qp->lock);
 	mutex_init(&qp->resp_lock);
@@ -95,14 +132,14 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	qp->transport = &hmr_loopback_transport;
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
-	ret = hmr_qp_init_rings(qp, &uctx->ibuc, init, &resp);
+	ret = hmr_qp_init_rings(qp, udata, init, &resp);
 	if (ret)
 		goto err_mutex;
 	ret = xa_alloc_cyclic(&hdev->qps, &qpn, qp, HMR_QPN_LIMIT, &hdev->next_qpn, GFP_KERNEL);
 	if (ret < 0)
 		goto err_rings;
 	ibqp->qp_num = qpn;
-	ret = ib_copy_to_udata(udata, &resp, sizeof(resp));
+	ret = udata ? ib_copy_to_udata(udata, &resp, sizeof(resp)) : 0;
 	if (ret)
 		goto err_qpn;
 	return 0;
@@ -175,11 +212,14 @@ static u32 hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *cons
 		.opcode = opcode,
 		.qp_num = qp->ibqp.qp_num,
 	};
-	u32 prod = hmr_ring_user_prod(ring);
-	u32 n = prod - *cons;
+	u32 prod, n;
 
 	BUILD_BUG_ON(offsetof(struct hmr_send_wqe, wr_id) ||
 		     offsetof(struct hmr_recv_wqe, wr_id));
+	if (!hmr_ring_present(ring))
+		return 0;
+	prod = hmr_ring_user_prod(ring);
+	n = prod - *cons;
 	if (!hmr_ring_span_ok(ring, prod, *cons))
 		return 0;
 	for (; *cons != prod; ++*cons) {
@@ -223,10 +263,30 @@ static void hmr_qp_flush_work(struct work_struct *work)
 	mutex_unlock(&qp->lock);
 }
 
+/*
+ * A QP on an SRQ in ERROR takes no more receives from it: IB_EVENT_QP_LAST_WQE_REACHED, once
+ * until the QP is reset. Caller holds qp->lock.
+ */
+static void hmr_qp_last_wqe(struct hmr_qp *qp)
+{
+	struct ib_event ev = {
+		.device = qp->ibqp.device,
+		.element.qp = &qp->ibqp,
+		.event = IB_EVENT_QP_LAST_WQE_REACHED,
+	};
+
+	if (!qp->ibqp.srq || qp->last_wqe)
+		return;
+	qp->last_wqe = true;
+	if (qp->ibqp.event_handler)
+		qp->ibqp.event_handler(&ev, qp->ibqp.qp_context);
+}
+
 /* Flush now, and keep flushing while in ERROR (hmr_qp_flush_work). Caller holds qp->lock. */
 static void hmr_qp_flush_start(struct hmr_qp *qp)
 {
 	hmr_qp_flush(qp);
+	hmr_qp_last_wqe(qp);
 	if (qp->destroying)
 		return;
 	qp->flush_delay = HMR_FLUSH_MIN_DELAY;
@@ -400,12 +460,19 @@ static void hmr_qp_from_attr(struct hmr_qp *qp, struct ib_qp_attr *attr, int mas
  * A QP back in RESET forgets its queued WRs: the rings are empty from the current index on.
  * Caller holds qp->lock and qp->resp_lock.
  */
+static void hmr_qp_reset_ring(struct hmr_ring *ring, u32 *cons)
+{
+	if (!hmr_ring_present(ring))
+		return;
+	*cons = hmr_ring_user_prod(ring);
+	hmr_ring_publish_cons(ring, *cons);
+}
+
 static void hmr_qp_reset(struct hmr_qp *qp)
 {
-	qp->sq_cons = hmr_ring_user_prod(&qp->sq);
-	qp->rq_cons = hmr_ring_user_prod(&qp->rq);
-	hmr_ring_publish_cons(&qp->sq, qp->sq_cons);
-	hmr_ring_publish_cons(&qp->rq, qp->rq_cons);
+	hmr_qp_reset_ring(&qp->sq, &qp->sq_cons);
+	hmr_qp_reset_ring(&qp->rq, &qp->rq_cons);
+	qp->last_wqe = false;
 }
 
 /*

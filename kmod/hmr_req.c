@@ -183,7 +183,7 @@ static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct h
 	}
 	if (wqe->num_sge > qp->cap.max_send_sge)
 		return IB_WC_LOC_QP_OP_ERR;
-	if (hmr_sgl_resolve(qp, sgl, wqe->sge, wqe->num_sge, access))
+	if (hmr_sgl_resolve(qp->ibqp.pd, sgl, wqe->sge, wqe->num_sge, access))
 		return IB_WC_LOC_PROT_ERR;
 	if (sgl->len > HMR_MAX_MSG_SIZE ||
 	    (hmr_wqe_is_atomic(wqe->opcode) && sgl->len < sizeof(u64))) {
@@ -204,6 +204,7 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 		.solicited = wqe->send_flags & IB_SEND_SOLICITED,
 		.compare_add = wqe->compare_add,
 		.swap = wqe->swap,
+		.xrc_srqn = wqe->xrc_srqn,
 	};
 	struct hmr_sgl sgl;
 	int ret;
@@ -338,7 +339,8 @@ static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 		hmr_qp_flush(qp);
 		return;
 	}
-	if (state != IB_QPS_RTS || qp->destroying || delayed_work_pending(&qp->retry_work))
+	if (state != IB_QPS_RTS || qp->destroying || delayed_work_pending(&qp->retry_work) ||
+	    !hmr_ring_present(&qp->sq))
 		return;
 	prod = hmr_ring_user_prod(&qp->sq);
 	if (!hmr_ring_span_ok(&qp->sq, prod, qp->sq_cons)) {

@@ -14,15 +14,23 @@
 #include "hmr_transport.h"
 
 /*
- * Copy the next receive WQE off @qp's RQ into @wqe (once: userspace may rewrite the slot).
- * Returns 0, HMR_RESP_RNR when the RQ is empty, or -EIO when userspace corrupted its
- * producer index (more entries than the ring holds, or behind the consumer): the QP then
- * goes to ERROR with IB_EVENT_QP_FATAL. Caller holds qp->resp_lock.
+ * Copy the next receive WQE off the queue @req's receives come from (@qp's RQ, or req->srq)
+ * into @wqe (once: userspace may rewrite the slot). Returns 0, HMR_RESP_RNR when the queue is
+ * empty, or -EIO when userspace corrupted its producer index (more entries than the ring
+ * holds, or behind the consumer): a QP then goes to ERROR with IB_EVENT_QP_FATAL, an SRQ
+ * raises IB_EVENT_SRQ_ERR. A WQE taken is then consumed (hmr_resp_consume_recv) or given back
+ * (hmr_resp_give_back). Caller holds qp->resp_lock.
  */
-int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe)
+int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv_wqe *wqe)
 {
-	u32 prod = hmr_ring_user_prod(&qp->rq);
+	u32 prod;
+	int ret;
 
+	if (req->srq) {
+		ret = hmr_srq_take(req->srq, wqe);
+		return ret == -EAGAIN ? HMR_RESP_RNR : ret;
+	}
+	prod = hmr_ring_user_prod(&qp->rq);
 	if (!hmr_ring_span_ok(&qp->rq, prod, qp->rq_cons)) {
 		hmr_qp_error_async(qp, true);
 		return -EIO;
@@ -40,9 +48,31 @@ static int hmr_resp_take_recv_status(int ret)
 }
 
 /* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
-static void hmr_resp_consume_recv(struct hmr_qp *qp)
+static void hmr_resp_consume_recv(struct hmr_qp *qp, struct hmr_request *req)
 {
-	hmr_ring_publish_cons(&qp->rq, ++qp->rq_cons);
+	if (req->srq)
+		hmr_srq_consume(req->srq);
+	else
+		hmr_ring_publish_cons(&qp->rq, ++qp->rq_cons);
+}
+
+/* The receive WQE taken was not used: it stays first in its queue. */
+static void hmr_resp_give_back(struct hmr_request *req)
+{
+	if (req->srq)
+		hmr_srq_give_back(req->srq);
+}
+
+/* Receive buffers belong to the receive queue's PD: the SRQ's, or the QP's. */
+static struct ib_pd *hmr_resp_recv_pd(struct hmr_qp *qp, struct hmr_request *req)
+{
+	return req->srq ? req->srq->ibsrq.pd : qp->ibqp.pd;
+}
+
+/* R_Keys are checked against the QP's PD; an XRC receive QP has none: its SRQ's. */
+static struct ib_pd *hmr_resp_rkey_pd(struct hmr_qp *qp, struct hmr_request *req)
+{
+	return qp->ibqp.pd ? qp->ibqp.pd : req->srq->ibsrq.pd;
 }
 
 static void hmr_sgl_release(struct hmr_sgl *sgl)
@@ -56,13 +86,13 @@ static void hmr_sgl_release(struct hmr_sgl *sgl)
 }
 
 /*
- * Resolve a WQE's scatter list against @qp's device and PD with rights @access. On failure
+ * Resolve a WQE's scatter list against @pd (and its device) with rights @access. On failure
  * nothing stays referenced. Zero-length entries are skipped, keys and all.
  */
-int hmr_sgl_resolve(struct hmr_qp *qp, struct hmr_sgl *sgl, const struct hmr_sge *sge,
+int hmr_sgl_resolve(struct ib_pd *pd, struct hmr_sgl *sgl, const struct hmr_sge *sge,
 		    u32 num, int access)
 {
-	struct hmr_dev *hdev = to_hdev(qp->ibqp.device);
+	struct hmr_dev *hdev = to_hdev(pd->device);
 	u32 i;
 
 	sgl->num = 0;
@@ -75,8 +105,7 @@ int hmr_sgl_resolve(struct hmr_qp *qp, struct hmr_sgl *sgl, const struct hmr_sge
 
 		if (sge[i].length) {
 			mr = hmr_mr_get(hdev, sge[i].lkey);
-			if (!mr || !hmr_mr_allows(mr, qp->ibqp.pd, sge[i].addr, sge[i].length,
-						  access)) {
+			if (!mr || !hmr_mr_allows(mr, pd, sge[i].addr, sge[i].length, access)) {
 				if (mr)
 					hmr_mr_put(mr);
 				hmr_sgl_release(sgl);
@@ -111,7 +140,7 @@ static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 l
 		sgl->inline_data = NULL;
 		return 0;
 	}
-	return hmr_sgl_resolve(qp, sgl, &sge, 1, access);
+	return hmr_sgl_resolve(hmr_resp_rkey_pd(qp, req), sgl, &sge, 1, access);
 }
 
 static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
@@ -127,6 +156,7 @@ static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u
 	};
 	bool imm = req->opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
 		   req->opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+	struct ib_cq *cq;
 
 	if (imm && status == IB_WC_SUCCESS) {
 		cqe.wc_flags = IB_WC_WITH_IMM;
@@ -134,14 +164,16 @@ static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u
 	}
 	if (qp->ibqp.qp_type == IB_QPT_UD && status == IB_WC_SUCCESS)
 		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
-	hmr_cq_post(to_hcq(qp->ibqp.recv_cq), &cqe, req->solicited);
+	/* An XRC SRQ completes to its own CQ. */
+	cq = qp->ibqp.qp_type == IB_QPT_XRC_TGT ? req->srq->ibsrq.ext.cq : qp->ibqp.recv_cq;
+	hmr_cq_post(to_hcq(cq), &cqe, req->solicited);
 }
 
 /* The responder side failed locally: complete the receive in error, QP to ERROR. */
 static int hmr_resp_recv_error(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 			       enum ib_wc_status status, int requester_status)
 {
-	hmr_resp_consume_recv(qp);
+	hmr_resp_consume_recv(qp, req);
 	hmr_resp_complete_recv(qp, req, id, status, IB_WC_RECV, 0);
 	hmr_qp_error_async(qp, false);
 	return requester_status;
@@ -195,12 +227,14 @@ int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv
 {
 	u64 len = req->local->len + hdr_len;
 	struct hmr_sgl dst;
+	u32 max_sge = req->srq ? req->srq->max_sge : qp->cap.max_recv_sge;
 	bool dst_failed;
 	int ret;
 
-	if (wqe->num_sge > qp->cap.max_recv_sge)
+	if (wqe->num_sge > max_sge)
 		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_QP_OP_ERR, op_err);
-	if (hmr_sgl_resolve(qp, &dst, wqe->sge, wqe->num_sge, IB_ACCESS_LOCAL_WRITE))
+	if (hmr_sgl_resolve(hmr_resp_recv_pd(qp, req), &dst, wqe->sge, wqe->num_sge,
+			    IB_ACCESS_LOCAL_WRITE))
 		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_PROT_ERR, op_err);
 	if (len > dst.len) {
 		hmr_sgl_put(&dst);
@@ -210,9 +244,11 @@ int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv
 	hmr_sgl_put(&dst);
 	if (ret && dst_failed)
 		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_LOC_PROT_ERR, op_err);
-	if (ret)
+	if (ret) {
+		hmr_resp_give_back(req);
 		return IB_WC_LOC_PROT_ERR;	/* the requester's memory is gone */
-	hmr_resp_consume_recv(qp);
+	}
+	hmr_resp_consume_recv(qp, req);
 	hmr_resp_complete_recv(qp, req, wqe->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);
 	return IB_WC_SUCCESS;
 }
@@ -222,7 +258,7 @@ static int hmr_resp_send(struct hmr_qp *qp, struct hmr_request *req)
 	struct hmr_recv_wqe wqe;
 	int ret;
 
-	ret = hmr_resp_take_recv(qp, &wqe);
+	ret = hmr_resp_take_recv(qp, req, &wqe);
 	if (ret)
 		return hmr_resp_take_recv_status(ret);
 	return hmr_resp_deliver(qp, req, &wqe, NULL, 0, IB_WC_REM_OP_ERR, IB_WC_REM_INV_REQ_ERR);
@@ -238,22 +274,31 @@ static int hmr_resp_write(struct hmr_qp *qp, struct hmr_request *req)
 
 	/* Nothing is written before the receive WQE an immediate needs is there. */
 	if (imm) {
-		ret = hmr_resp_take_recv(qp, &wqe);
+		ret = hmr_resp_take_recv(qp, req, &wqe);
 		if (ret)
 			return hmr_resp_take_recv_status(ret);
 	}
-	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_WRITE, &dst))
-		return IB_WC_REM_ACCESS_ERR;
+	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_WRITE, &dst)) {
+		ret = IB_WC_REM_ACCESS_ERR;
+		goto out_give_back;
+	}
 	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);
 	hmr_sgl_put(&dst);
-	if (ret)
-		return dst_failed ? IB_WC_REM_ACCESS_ERR : IB_WC_LOC_PROT_ERR;
+	if (ret) {
+		ret = dst_failed ? IB_WC_REM_ACCESS_ERR : IB_WC_LOC_PROT_ERR;
+		goto out_give_back;
+	}
 	if (imm) {
-		hmr_resp_consume_recv(qp);
+		hmr_resp_consume_recv(qp, req);
 		hmr_resp_complete_recv(qp, req, wqe.wr_id, IB_WC_SUCCESS,
 				       IB_WC_RECV_RDMA_WITH_IMM, req->local->len);
 	}
 	return IB_WC_SUCCESS;
+
+out_give_back:
+	if (imm)
+		hmr_resp_give_back(req);
+	return ret;
 }
 
 static int hmr_resp_read(struct hmr_qp *qp, struct hmr_request *req)
@@ -325,6 +370,7 @@ static int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
 static int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 {
 	u32 type = req->swap & 0xff, level = (req->swap >> 8) & 0xff;
+	struct ib_pd *pd = hmr_resp_rkey_pd(qp, req);
 	struct hmr_mr *mr;
 	bool ok;
 
@@ -336,14 +382,73 @@ static int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 	if (!mr)
 		return IB_WC_REM_ACCESS_ERR;
 	if (level == HMR_FLUSH_MR)
-		ok = mr->ibmr.pd == qp->ibqp.pd && (mr->access & IB_ACCESS_FLUSH_GLOBAL);
+		ok = mr->ibmr.pd == pd && (mr->access & IB_ACCESS_FLUSH_GLOBAL);
 	else
-		ok = hmr_mr_allows(mr, qp->ibqp.pd, req->remote_addr, req->compare_add,
+		ok = hmr_mr_allows(mr, pd, req->remote_addr, req->compare_add,
 				   IB_ACCESS_FLUSH_GLOBAL);
 	hmr_mr_put(mr);
 	/* Order the earlier WRITEs' stores before the FLUSH completion the requester sees. */
 	smp_mb();
 	return ok ? IB_WC_SUCCESS : IB_WC_REM_ACCESS_ERR;
+}
+
+/*
+ * Find the SRQ @req's receives come from: the QP's own, or for an XRC receive QP the XRC SRQ
+ * the request names, which must belong to the QP's XRC domain (referenced: hmr_resp_put_srq).
+ * Returns 0 or the request's outcome. Caller holds qp->resp_lock.
+ */
+static int hmr_resp_find_srq(struct hmr_qp *qp, struct hmr_request *req)
+{
+	bool xrc = qp->ibqp.qp_type == IB_QPT_XRC_TGT;
+	struct hmr_srq *srq;
+
+	req->srq = NULL;
+	if (xrc != (req->src->ibqp.qp_type == IB_QPT_XRC_INI))
+		return HMR_RESP_LOST;	/* XRC and non-XRC QPs are never connected */
+	if (!xrc) {
+		if (qp->ibqp.srq)
+			req->srq = to_hsrq(qp->ibqp.srq);
+		return 0;
+	}
+	srq = hmr_srq_get(to_hdev(qp->ibqp.device), req->xrc_srqn);
+	if (!srq)
+		return IB_WC_REM_INV_REQ_ERR;
+	if (srq->ibsrq.ext.xrc.xrcd != qp->ibqp.xrcd) {
+		hmr_srq_put(srq);
+		return IB_WC_REM_INV_REQ_ERR;
+	}
+	req->srq = srq;
+	return 0;
+}
+
+static void hmr_resp_put_srq(struct hmr_qp *qp, struct hmr_request *req)
+{
+	if (qp->ibqp.qp_type == IB_QPT_XRC_TGT && req->srq)
+		hmr_srq_put(req->srq);
+	req->srq = NULL;
+}
+
+static int hmr_resp_dispatch(struct hmr_qp *qp, struct hmr_request *req)
+{
+	switch (req->opcode) {
+	case IB_UVERBS_WR_SEND:
+	case IB_UVERBS_WR_SEND_WITH_IMM:
+		return hmr_resp_send(qp, req);
+	case IB_UVERBS_WR_RDMA_WRITE:
+	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+		return hmr_resp_write(qp, req);
+	case IB_UVERBS_WR_RDMA_READ:
+		return hmr_resp_read(qp, req);
+	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
+	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+		return hmr_resp_atomic(qp, req);
+	case HMR_WR_ATOMIC_WRITE:
+		return hmr_resp_atomic_write(qp, req);
+	case HMR_WR_FLUSH:
+		return hmr_resp_flush(qp, req);
+	default:
+		return IB_WC_REM_INV_REQ_ERR;
+	}
 }
 
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
@@ -357,39 +462,17 @@ int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
 		ret = HMR_RESP_LOST;	/* a QP not receiving drops the packets */
 		goto out_unlock;
 	}
-	if (qp->ibqp.qp_type == IB_QPT_UD || req->ud) {
+	ret = hmr_resp_find_srq(qp, req);
+	if (ret)
+		goto out_unlock;
+	if (qp->ibqp.qp_type == IB_QPT_UD || req->ud)
 		ret = qp->ibqp.qp_type == IB_QPT_UD && req->ud ? hmr_resp_ud(qp, req) :
 								  HMR_RESP_LOST;
-		goto out_unlock;
-	}
-	switch (req->opcode) {
-	case IB_UVERBS_WR_SEND:
-	case IB_UVERBS_WR_SEND_WITH_IMM:
-		ret = hmr_resp_send(qp, req);
-		break;
-	case IB_UVERBS_WR_RDMA_WRITE:
-	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
-		ret = hmr_resp_write(qp, req);
-		break;
-	case IB_UVERBS_WR_RDMA_READ:
-		ret = hmr_resp_read(qp, req);
-		break;
-	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
-	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
-		ret = hmr_resp_atomic(qp, req);
-		break;
-	case HMR_WR_ATOMIC_WRITE:
-		ret = hmr_resp_atomic_write(qp, req);
-		break;
-	case HMR_WR_FLUSH:
-		ret = hmr_resp_flush(qp, req);
-		break;
-	default:
-		ret = IB_WC_REM_INV_REQ_ERR;
-		break;
-	}
+	else
+		ret = hmr_resp_dispatch(qp, req);
 	if (ret == HMR_RESP_RNR)
 		req->rnr_timer = qp->attr.min_rnr_timer;
+	hmr_resp_put_srq(qp, req);
 out_unlock:
 	mutex_unlock(&qp->resp_lock);
 	return ret;

@@ -33,6 +33,12 @@ int hmr_ring_init(struct hmr_ring *ring, struct ib_ucontext *uctx, u32 min_entri
 		  u32 esize, u64 *mmap_offset, u64 *mmap_size);
 void hmr_ring_destroy(struct hmr_ring *ring);
 
+/* Does the owner have this ring (a QP on an SRQ has no RQ, an XRC receive QP no rings)? */
+static inline bool hmr_ring_present(const struct hmr_ring *ring)
+{
+	return ring->mentry;
+}
+
 static inline void *hmr_ring_slot(struct hmr_ring *ring, u32 index)
 {
 	return ring->slots + (size_t)(index & (ring->num - 1)) * ring->esize;

@@ -3,12 +3,16 @@
  * Per-device memory counters: the libhmr mirror statistics of every MR of the device, summed,
  * as the port's hw counters (`rdma statistic show link hmr0/1`,
  * /sys/class/infiniband/hmr0/ports/1/hw_counters). Names follow mlx5's ODP counters.
+ * The same counters of each MR alone: `rdma statistic show mr` (hmr_fill_stat_mr_entry).
  *
  * Live MRs are summed from hdev->mrs; a deregistered MR's statistics move to hdev->retired.
  * stats_lock makes the move atomic with respect to a reader: a reader takes it, then the
  * xarray's lock, so it sees an MR either in the xarray or in retired, never both or neither.
  */
+#include <net/netlink.h>
 #include <rdma/ib_verbs.h>
+#include <rdma/rdma_netlink.h>
+#include <rdma/restrack.h>
 
 #include "hmr_dev.h"
 
@@ -20,6 +24,8 @@ enum {
 	HMR_CNT_FENCE_WAIT_NS,		/* time invalidations that waited spent in the fence */
 	HMR_CNT_ACCESS_FAULTS,		/* DMA engine accesses that found a page missing */
 	HMR_CNT_PREFETCH,		/* pages prefetched by advise_mr */
+	HMR_CNT_NONBLOCK,		/* non-blockable invalidations (OOM reaper) that reached a mirror */
+	HMR_CNT_BUSY,			/* of those, answered busy: a chunk was in flight on the range */
 	HMR_CNT_NUM
 };
 
@@ -31,6 +37,8 @@ static const struct rdma_stat_desc hmr_cnt_descs[HMR_CNT_NUM] = {
 	[HMR_CNT_FENCE_WAIT_NS] = { .name = "page_fence_wait_ns" },
 	[HMR_CNT_ACCESS_FAULTS] = { .name = "page_access_faults" },
 	[HMR_CNT_PREFETCH] = { .name = "page_prefetch" },
+	[HMR_CNT_NONBLOCK] = { .name = "page_invalidations_nonblock" },
+	[HMR_CNT_BUSY] = { .name = "page_invalidations_busy" },
 };
 
 static void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtract)
@@ -66,6 +74,21 @@ void hmr_stats_retire_end(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_st
 	spin_unlock(&hdev->stats_lock);
 }
 
+/* The counters, from mirror statistics @st and the three counted outside libhmr. */
+static void hmr_stats_values(u64 *value, const struct hmr_stats *st, u64 fence_wait_ns,
+			     u64 prefetched_pages, u64 nonblock)
+{
+	value[HMR_CNT_PAGE_FAULTS] = st->populates;
+	value[HMR_CNT_FAULTED_PAGES] = st->populated_pages;
+	value[HMR_CNT_INVALIDATIONS] = st->invalidations;
+	value[HMR_CNT_FENCE_WAITS] = st->fence_waits;
+	value[HMR_CNT_FENCE_WAIT_NS] = fence_wait_ns;
+	value[HMR_CNT_ACCESS_FAULTS] = st->access_faults;
+	value[HMR_CNT_PREFETCH] = prefetched_pages;
+	value[HMR_CNT_NONBLOCK] = nonblock;
+	value[HMR_CNT_BUSY] = st->invalidate_busy;
+}
+
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
 {
 	return rdma_alloc_hw_stats_struct(hmr_cnt_descs, HMR_CNT_NUM,
@@ -90,12 +113,40 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 	xa_unlock(&hdev->mrs);
 	spin_unlock(&hdev->stats_lock);
 
-	stats->value[HMR_CNT_PAGE_FAULTS] = sum.populates;
-	stats->value[HMR_CNT_FAULTED_PAGES] = sum.populated_pages;
-	stats->value[HMR_CNT_INVALIDATIONS] = sum.invalidations;
-	stats->value[HMR_CNT_FENCE_WAITS] = sum.fence_waits;
-	stats->value[HMR_CNT_FENCE_WAIT_NS] = atomic64_read(&hdev->fence_wait_ns);
-	stats->value[HMR_CNT_ACCESS_FAULTS] = sum.access_faults;
-	stats->value[HMR_CNT_PREFETCH] = atomic64_read(&hdev->prefetched_pages);
+	hmr_stats_values(stats->value, &sum, atomic64_read(&hdev->fence_wait_ns),
+			 atomic64_read(&hdev->prefetched_pages),
+			 atomic64_read(&hdev->nonblock_invalidations));
 	return HMR_CNT_NUM;
+}
+
+/*
+ * The counters of one MR, for `rdma statistic show mr`: the core calls this for each MR in its
+ * resource tracker, holding the tracker's reference, so dereg (which drops the MR from the
+ * tracker first and waits for that reference) cannot free the MR meanwhile. Every MR is
+ * mirrored, so every MR has them, ODP or not.
+ */
+int hmr_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr)
+{
+	struct hmr_mr *mr = to_hmr(ibmr);
+	u64 value[HMR_CNT_NUM];
+	struct nlattr *table;
+	struct hmr_stats st;
+	unsigned int i;
+
+	hmr_mirror_stats(&mr->mirror, &st);
+	hmr_stats_values(value, &st, atomic64_read(&mr->fence_wait_ns),
+			 atomic64_read(&mr->prefetched_pages),
+			 atomic64_read(&mr->nonblock_invalidations));
+	table = nla_nest_start(msg, RDMA_NLDEV_ATTR_STAT_HWCOUNTERS);
+	if (!table)
+		return -EMSGSIZE;
+	for (i = 0; i < HMR_CNT_NUM; i++)
+		if (rdma_nl_stat_hwcounter_entry(msg, hmr_cnt_descs[i].name, value[i]))
+			goto err_cancel;
+	nla_nest_end(msg, table);
+	return 0;
+
+err_cancel:
+	nla_nest_cancel(msg, table);
+	return -EMSGSIZE;
 }

@@ -36,6 +36,9 @@ struct hmr_request {
 	/* UD sends only (NULL otherwise): the destination, from the WQE, and our source GID. */
 	const struct hmr_ud_av *ud;
 	union ib_gid ud_sgid;
+	u32 xrc_srqn;			/* XRC requests: the SRQ they are for */
+	/* Set by the responder: the SRQ receives come from (the QP's, or the XRC SRQ named). */
+	struct hmr_srq *srq;
 	u8 rnr_timer;			/* out: the responder's min_rnr_timer on an RNR NAK */
 };
 
@@ -56,7 +59,7 @@ extern const struct hmr_transport_ops hmr_loopback_transport;
 
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
-int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_recv_wqe *wqe);
+int hmr_resp_take_recv(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv_wqe *wqe);
 int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv_wqe *wqe,
 		     const u8 *hdr, u32 hdr_len, int op_err, int len_err);
 

@@ -97,7 +97,7 @@ int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
 	struct hmr_recv_wqe wqe;
 	u8 grh[HMR_GRH_SIZE];
 
-	if (qkey != qp->attr.qkey || hmr_resp_take_recv(qp, &wqe))
+	if (qkey != qp->attr.qkey || hmr_resp_take_recv(qp, req, &wqe))
 		return HMR_RESP_LOST;	/* dropped (or the RQ is corrupt: QP fatal) */
 	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
 	/* A receiver-side failure is the receiver's: the sender cannot tell (dropped). */

@@ -29,14 +29,18 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_qp = HMR_MAX_QP;
 	attr->max_qp_wr = HMR_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
-				 IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE;
+				 IB_DEVICE_XRC | IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
 	/* Every MR is mirrored: ODP only skips the registration-time VMA check (hmr_mr.c). */
 	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
 	attr->odp_caps.per_transport_caps.rc_odp_caps = IB_ODP_SUPPORT_SEND |
 		IB_ODP_SUPPORT_RECV | IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ |
-		IB_ODP_SUPPORT_ATOMIC | HMR_ODP_FLUSH_CAPS;
-	attr->odp_caps.per_transport_caps.ud_odp_caps = IB_ODP_SUPPORT_SEND | IB_ODP_SUPPORT_RECV;
+		IB_ODP_SUPPORT_ATOMIC | IB_ODP_SUPPORT_SRQ_RECV | HMR_ODP_FLUSH_CAPS;
+	attr->odp_caps.per_transport_caps.ud_odp_caps = IB_ODP_SUPPORT_SEND | IB_ODP_SUPPORT_RECV |
+		IB_ODP_SUPPORT_SRQ_RECV;
+	attr->odp_caps.per_transport_caps.xrc_odp_caps = IB_ODP_SUPPORT_SEND |
+		IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ | IB_ODP_SUPPORT_ATOMIC |
+		IB_ODP_SUPPORT_SRQ_RECV;
 	attr->max_send_sge = HMR_MAX_SGE;
 	attr->max_recv_sge = HMR_MAX_SGE;
 	attr->max_sge_rd = HMR_MAX_SGE;
@@ -44,6 +48,9 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_cqe = HMR_MAX_CQE;
 	attr->max_mr = HMR_MAX_MR;
 	attr->max_pd = HMR_MAX_PD;
+	attr->max_srq = HMR_MAX_SRQ;
+	attr->max_srq_wr = HMR_MAX_SRQ_WR;
+	attr->max_srq_sge = HMR_MAX_SGE;
 	attr->max_qp_rd_atom = HMR_MAX_RD_ATOM;
 	attr->max_qp_init_rd_atom = HMR_MAX_RD_ATOM;
 	attr->max_res_rd_atom = HMR_MAX_RD_ATOM * HMR_MAX_QP;
@@ -161,7 +168,7 @@ static int hmr_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 
 /*
  * Userspace posts through the rings; a POST_SEND command without WRs (@wr NULL) is its
- * doorbell. Kernel WRs do not exist: hmr has no kernel consumers.
+ * doorbell. Kernel WRs do not exist: hmr has no kernel consumers (nor do SRQ receives).
  */
 static int hmr_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 			 const struct ib_send_wr **bad_wr)
@@ -179,6 +186,13 @@ static int hmr_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 	return -EOPNOTSUPP;
 }
 
+static int hmr_post_srq_recv(struct ib_srq *ibsrq, const struct ib_recv_wr *wr,
+			     const struct ib_recv_wr **bad_wr)
+{
+	*bad_wr = wr;
+	return -EOPNOTSUPP;
+}
+
 const struct ib_device_ops hmr_dev_ops = {
 	.owner = THIS_MODULE,
 	.driver_id = RDMA_DRIVER_UNKNOWN,
@@ -188,18 +202,23 @@ const struct ib_device_ops hmr_dev_ops = {
 	.alloc_hw_port_stats = hmr_alloc_hw_port_stats,
 	.alloc_pd = hmr_alloc_pd,
 	.alloc_ucontext = hmr_alloc_ucontext,
+	.alloc_xrcd = hmr_alloc_xrcd,
 	.create_cq = hmr_create_cq,
 	.create_ah = hmr_create_ah,
 	.create_user_ah = hmr_create_ah,
 	.create_qp = hmr_create_qp,
+	.create_srq = hmr_create_srq,
 	.dealloc_driver = hmr_dealloc_driver,
 	.dealloc_pd = hmr_dealloc_pd,
 	.dealloc_ucontext = hmr_dealloc_ucontext,
+	.dealloc_xrcd = hmr_dealloc_xrcd,
 	.dereg_mr = hmr_dereg_mr,
 	.destroy_cq = hmr_destroy_cq,
 	.destroy_ah = hmr_destroy_ah,
 	.destroy_qp = hmr_destroy_qp,
+	.destroy_srq = hmr_destroy_srq,
 	.disassociate_ucontext = hmr_disassociate_ucontext,
+	.fill_stat_mr_entry = hmr_fill_stat_mr_entry,
 	.get_dma_mr = hmr_get_dma_mr,
 	.get_hw_stats = hmr_get_hw_stats,
 	.get_link_layer = hmr_get_link_layer,
@@ -207,13 +226,16 @@ const struct ib_device_ops hmr_dev_ops = {
 	.mmap = hmr_mmap,
 	.mmap_free = hmr_mmap_free,
 	.modify_qp = hmr_modify_qp,
+	.modify_srq = hmr_modify_srq,
 	.poll_cq = hmr_poll_cq,
 	.post_recv = hmr_post_recv,
 	.post_send = hmr_post_send,
+	.post_srq_recv = hmr_post_srq_recv,
 	.query_device = hmr_query_device,
 	.query_pkey = hmr_query_pkey,
 	.query_port = hmr_query_port,
 	.query_qp = hmr_query_qp,
+	.query_srq = hmr_query_srq,
 	.reg_user_mr = hmr_reg_user_mr,
 	.req_notify_cq = hmr_req_notify_cq,
 
@@ -221,5 +243,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	INIT_RDMA_OBJ_SIZE(ib_cq, hmr_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, hmr_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, hmr_qp, ibqp),
+	INIT_RDMA_OBJ_SIZE(ib_srq, hmr_srq, ibsrq),
 	INIT_RDMA_OBJ_SIZE(ib_ucontext, hmr_ucontext, ibuc),
+	INIT_RDMA_OBJ_SIZE(ib_xrcd, hmr_xrcd, ibxrcd),
 };

@@ -47,6 +47,13 @@ struct hmr_qp {
 	struct hmr_send_wqe *wr_cur;	/* the WQE that wr_set_* fills, NULL after an error */
 };
 
+struct hmr_srq {
+	struct verbs_srq vsrq;
+	pthread_spinlock_t lock;	/* serialises posters: ring.index (the producer index) */
+	struct hmr_uring ring;
+	uint32_t max_sge;		/* as the kernel reported it */
+};
+
 struct hmr_ah {
 	struct ibv_ah ibah;
 	struct hmr_ud_av av;		/* copied into every UD WQE (dest_qpn/qkey per WR) */
@@ -66,6 +73,11 @@ struct hmr_create_cq_cmd_resp {
 struct hmr_create_cq_ex_cmd_resp {
 	struct ib_uverbs_ex_create_cq_resp ibv_resp;
 	struct hmr_create_cq_resp drv;
+};
+
+struct hmr_create_srq_cmd_resp {
+	struct ib_uverbs_create_srq_resp ibv_resp;
+	struct hmr_create_srq_resp drv;
 };
 
 struct hmr_create_qp_cmd_resp {
@@ -129,6 +141,11 @@ static inline struct hmr_qp *to_hqp(struct ibv_qp *ibqp)
 	return container_of(ibqp, struct hmr_qp, vqp.qp);
 }
 
+static inline struct hmr_srq *to_hsrq(struct ibv_srq *ibsrq)
+{
+	return container_of(ibsrq, struct hmr_srq, vsrq.srq);
+}
+
 /* hmr_qp.c */
 struct ibv_qp *hmr_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
 struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_attr_ex *attr);
@@ -141,6 +158,19 @@ int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 bool hmr_qp_in_reset(struct hmr_qp *qp);
 void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num);
 int hmr_doorbell(struct ibv_qp *ibqp);
+int hmr_post_recv_ring(struct hmr_uring *ring, pthread_spinlock_t *lock, uint32_t max_sge,
+		       struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
+
+/* hmr_srq.c */
+struct ibv_xrcd *hmr_open_xrcd(struct ibv_context *ibctx, struct ibv_xrcd_init_attr *attr);
+int hmr_close_xrcd(struct ibv_xrcd *ibxrcd);
+struct ibv_srq *hmr_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr);
+struct ibv_srq *hmr_create_srq_ex(struct ibv_context *ibctx, struct ibv_srq_init_attr_ex *attr);
+int hmr_modify_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr, int mask);
+int hmr_query_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr);
+int hmr_destroy_srq(struct ibv_srq *ibsrq);
+int hmr_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
+int hmr_get_srq_num(struct ibv_srq *ibsrq, uint32_t *srq_num);
 
 /* hmr_ud.c */
 struct ibv_ah *hmr_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);

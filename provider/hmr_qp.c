@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * hmr provider: RC queue pairs. post_recv writes the RQ ring; post_send writes the SQ ring and
- * rings the doorbell (a POST_SEND command without WRs); the kernel consumes both.
+ * hmr provider: RC, UD and XRC queue pairs. post_recv writes the RQ ring; post_send writes the
+ * SQ ring and rings the doorbell (a POST_SEND command without WRs); the kernel consumes both.
+ * A queue the QP does not have (the RQ of a QP on an SRQ or of an XRC send QP, both queues of
+ * an XRC receive QP) is not mapped, and posting to it fails with EINVAL.
  */
 #include <config.h>
 
@@ -14,11 +16,11 @@
 
 static int hmr_qp_map_rings(struct hmr_qp *qp, int cmd_fd, struct hmr_create_qp_resp *r)
 {
-	if (hmr_uring_map(&qp->sq, cmd_fd, r->sq_mmap_offset, r->sq_mmap_size, r->sq_num,
-			  sizeof(struct hmr_send_wqe)))
+	if (r->sq_num && hmr_uring_map(&qp->sq, cmd_fd, r->sq_mmap_offset, r->sq_mmap_size,
+				       r->sq_num, sizeof(struct hmr_send_wqe)))
 		return -1;
-	if (hmr_uring_map(&qp->rq, cmd_fd, r->rq_mmap_offset, r->rq_mmap_size, r->rq_num,
-			  sizeof(struct hmr_recv_wqe))) {
+	if (r->rq_num && hmr_uring_map(&qp->rq, cmd_fd, r->rq_mmap_offset, r->rq_mmap_size,
+				       r->rq_num, sizeof(struct hmr_recv_wqe))) {
 		hmr_uring_unmap(&qp->sq);
 		return -1;
 	}
@@ -42,14 +44,31 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 	pthread_spin_destroy(&qp->sq_lock);
 }
 
-/* What create_qp_ex accepts: RC only, the opcodes the kernel executes. */
-#define HMR_QP_COMP_MASK (IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
+/* What create_qp_ex accepts: RC, UD and XRC QPs, the opcodes the kernel executes. */
+#define HMR_QP_COMP_MASK (IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_XRCD | \
+			  IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
 #define HMR_UD_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM)
 #define HMR_RC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
 			 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE | \
 			 IBV_QP_EX_WITH_FLUSH)
+/* XRC: what RC has but RDMA FLUSH and ATOMIC WRITE. */
+#define HMR_XRC_SEND_OPS (HMR_RC_SEND_OPS & ~(IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH))
+
+static uint64_t hmr_qp_send_ops(enum ibv_qp_type type)
+{
+	switch (type) {
+	case IBV_QPT_RC:
+		return HMR_RC_SEND_OPS;
+	case IBV_QPT_UD:
+		return HMR_UD_SEND_OPS;
+	case IBV_QPT_XRC_SEND:
+		return HMR_XRC_SEND_OPS;
+	default:
+		return 0;
+	}
+}
 
 static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 {
@@ -57,11 +76,12 @@ static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 		return EOPNOTSUPP;
 	if (attr->comp_mask & ~(HMR_QP_COMP_MASK | IBV_QP_INIT_ATTR_CREATE_FLAGS))
 		return EOPNOTSUPP;
-	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
+	/* An XRC receive QP belongs to an XRC domain, every other QP to a PD. */
+	if (attr->qp_type == IBV_QPT_XRC_RECV ? !(attr->comp_mask & IBV_QP_INIT_ATTR_XRCD) :
+						!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
 		return EINVAL;
 	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) {
-		uint64_t ops = attr->qp_type == IBV_QPT_RC ? HMR_RC_SEND_OPS :
-			       attr->qp_type == IBV_QPT_UD ? HMR_UD_SEND_OPS : 0;
+		uint64_t ops = hmr_qp_send_ops(attr->qp_type);
 
 		if (!ops || (attr->send_ops_flags & ~ops))
 			return EOPNOTSUPP;
@@ -186,44 +206,53 @@ void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num)
 	}
 }
 
-/* Caller holds qp->rq_lock. */
-static int hmr_post_one_recv(struct hmr_qp *qp, const struct ibv_recv_wr *wr)
+/* Caller holds the ring's lock. */
+static int hmr_post_one_recv(struct hmr_uring *ring, uint32_t max_sge,
+			     const struct ibv_recv_wr *wr)
 {
 	struct hmr_recv_wqe *wqe;
 
-	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->cap.max_recv_sge)
+	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > max_sge)
 		return EINVAL;
-	wqe = hmr_uring_next(&qp->rq);
+	wqe = hmr_uring_next(ring);
 	if (!wqe)
 		return ENOMEM;
 	wqe->wr_id = wr->wr_id;
 	wqe->num_sge = wr->num_sge;
 	wqe->reserved = 0;
 	hmr_copy_sges(wqe->sge, wr->sg_list, wr->num_sge);
-	qp->rq.index++;
+	ring->index++;
 	return 0;
 }
 
-int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
+/* Post receive WRs on @ring (a QP's RQ or an SRQ), which @lock serialises. */
+int hmr_post_recv_ring(struct hmr_uring *ring, pthread_spinlock_t *lock, uint32_t max_sge,
+		       struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
 {
-	struct hmr_qp *qp = to_hqp(ibqp);
 	int ret = 0;
 
-	if (hmr_qp_in_reset(qp)) {
-		*bad_wr = wr;
-		return EINVAL;
-	}
-	pthread_spin_lock(&qp->rq_lock);
+	pthread_spin_lock(lock);
 	for (; wr; wr = wr->next) {
-		ret = hmr_post_one_recv(qp, wr);
+		ret = hmr_post_one_recv(ring, max_sge, wr);
 		if (ret) {
 			*bad_wr = wr;
 			break;
 		}
 	}
-	hmr_uring_publish_prod(&qp->rq);
-	pthread_spin_unlock(&qp->rq_lock);
+	hmr_uring_publish_prod(ring);
+	pthread_spin_unlock(lock);
 	return ret;
+}
+
+int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
+{
+	struct hmr_qp *qp = to_hqp(ibqp);
+
+	if (hmr_qp_in_reset(qp) || !qp->rq.hdr) {
+		*bad_wr = wr;
+		return EINVAL;
+	}
+	return hmr_post_recv_ring(&qp->rq, &qp->rq_lock, qp->cap.max_recv_sge, wr, bad_wr);
 }
 
 /* Copy the WR's gather list into the WQE as inline data. */
@@ -285,6 +314,8 @@ static int hmr_post_one_send(struct hmr_qp *qp, const struct ibv_send_wr *wr)
 		hmr_wqe_set_ud(wqe, wr->wr.ud.ah, wr->wr.ud.remote_qpn, wr->wr.ud.remote_qkey);
 	else
 		hmr_wqe_set_remote(wqe, wr);
+	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
+		wqe->xrc_srqn = wr->qp_type.xrc.remote_srqn;
 	if (wr->send_flags & IBV_SEND_INLINE) {
 		if (hmr_wqe_set_inline(qp, wqe, wr))
 			return EINVAL;
@@ -318,7 +349,7 @@ int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_w
 	struct hmr_qp *qp = to_hqp(ibqp);
 	int ret = 0, dbret;
 
-	if (hmr_qp_in_reset(qp)) {
+	if (hmr_qp_in_reset(qp) || !qp->sq.hdr) {
 		*bad_wr = wr;
 		return EINVAL;
 	}

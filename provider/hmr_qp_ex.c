@@ -226,6 +226,14 @@ static int hmr_wr_complete(struct ibv_qp_ex *ibqp)
 }
 
 /* Install the builder for the opcodes in send_ops_flags (already checked by the caller). */
+static void hmr_wr_set_xrc_srqn(struct ibv_qp_ex *ibqp, uint32_t remote_srqn)
+{
+	struct hmr_qp *qp = to_hqp_ex(ibqp);
+
+	if (qp->wr_cur)
+		qp->wr_cur->xrc_srqn = remote_srqn;
+}
+
 void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 {
 	struct ibv_qp_ex *q = &qp->vqp.qp_ex;
@@ -250,6 +258,8 @@ void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 		q->wr_flush = hmr_wr_flush;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		q->wr_set_ud_addr = hmr_wr_set_ud_addr;
+	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
+		q->wr_set_xrc_srqn = hmr_wr_set_xrc_srqn;
 	q->wr_set_sge = hmr_wr_set_sge;
 	q->wr_set_sge_list = hmr_wr_set_sge_list;
 	q->wr_set_inline_data = hmr_wr_set_inline_data;

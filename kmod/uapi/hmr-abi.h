@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* ib_device_ops.uverbs_abi_ver; the provider matches exactly this version. */
-#define HMR_UVERBS_ABI_VERSION	2
+#define HMR_UVERBS_ABI_VERSION	3
 
 /* Response to ibv_get_context (alloc_ucontext). */
 struct hmr_alloc_ucontext_resp {
@@ -36,6 +36,7 @@ struct hmr_alloc_ucontext_resp {
  *   CQ     kernel    provider (poll_cq)
  *   SQ     provider  kernel   (post_send, then the doorbell)
  *   RQ     provider  kernel   (post_recv)
+ *   SRQ    provider  kernel   (post_srq_recv; same entries as an RQ)
  */
 struct hmr_ring_hdr {
 	__u32 prod;			/* written by the producer only */
@@ -120,7 +121,8 @@ struct hmr_send_wqe {
 	__u32 inline_len;		/* bytes of inline_data[], with IBV_SEND_INLINE */
 	__u64 compare_add;		/* atomic: compare (CMP_AND_SWP) or add (FETCH_AND_ADD) */
 	__u64 swap;
-	__u64 reserved;
+	__u32 xrc_srqn;			/* XRC sends: the SRQ at the target (24 bits) */
+	__u32 reserved;
 	struct hmr_ud_av ud;		/* UD sends: where to (copied from the AH) */
 	union {
 		struct hmr_sge sge[HMR_MAX_SGE_ABI];
@@ -136,7 +138,11 @@ struct hmr_recv_wqe {
 	struct hmr_sge sge[HMR_MAX_SGE_ABI];
 };
 
-/* Response to create_qp (ibv_create_qp / ibv_create_qp_ex). */
+/*
+ * Response to create_qp (ibv_create_qp / ibv_create_qp_ex). A queue the QP does not have
+ * (the RQ of a QP on an SRQ or of an XRC send QP; both of an XRC receive QP, which the kernel
+ * creates without this response: all zero) has num 0 and is not mapped.
+ */
 struct hmr_create_qp_resp {
 	__u64 sq_mmap_offset;		/* SQ ring: struct hmr_send_wqe entries */
 	__u64 sq_mmap_size;
@@ -144,6 +150,14 @@ struct hmr_create_qp_resp {
 	__u64 rq_mmap_size;
 	__u32 sq_num;			/* entries in each ring, powers of two */
 	__u32 rq_num;
+};
+
+/* Response to create_srq (ibv_create_srq / ibv_create_srq_ex): its ring of hmr_recv_wqe. */
+struct hmr_create_srq_resp {
+	__u64 mmap_offset;
+	__u64 mmap_size;
+	__u32 num;			/* entries in the ring, a power of two */
+	__u32 reserved;
 };
 
 #endif /* HMR_ABI_H */

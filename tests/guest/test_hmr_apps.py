@@ -22,9 +22,13 @@ def listening(port):
     return False
 
 
-def client_server(args, timeout=120):
-    """Run @args as a server, then as its client once the server listens (a loaded host can
-    take seconds to start it); return both outputs."""
+# perftest calibrates its cycle counter against the clock before it reports; under TCG the
+# samples can be too noisy (r^2 < 0.9) and it then refuses to report after a good run. That
+# is the tool's measurement, not the device: such a run is repeated (at most twice more).
+CALIBRATION = "Correlation coefficient r^2"
+
+
+def run_pair(args, timeout):
     server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end = time.time() + 60
     while not listening(PORT) and server.poll() is None and time.time() < end:
@@ -32,8 +36,18 @@ def client_server(args, timeout=120):
     client = subprocess.run(args + ["localhost"], capture_output=True, text=True,
                             timeout=timeout)
     sout, _ = server.communicate(timeout=timeout)
+    return client, server.returncode, sout
+
+
+def client_server(args, timeout=120):
+    """Run @args as a server, then as its client once the server listens (a loaded host can
+    take seconds to start it); return both outputs."""
+    for _ in range(3):
+        client, src, sout = run_pair(args, timeout)
+        if CALIBRATION not in client.stderr + sout:
+            break
     assert client.returncode == 0, client.stdout + client.stderr
-    assert server.returncode == 0, sout
+    assert src == 0, sout
     return client.stdout, sout
 
 

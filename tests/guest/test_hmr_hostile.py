@@ -203,9 +203,9 @@ def fd_links():
 class Ring:
     """A QP ring as the provider mapped it: header, then NUM slots of esize bytes."""
 
-    def __init__(self, addr, length, esize):
-        assert length >= RING_HDR + NUM * esize
-        self.addr, self.esize = addr, esize
+    def __init__(self, addr, length, esize, num=NUM):
+        assert length >= RING_HDR + num * esize
+        self.addr, self.esize, self.num = addr, esize, num
         self.mem = (ctypes.c_char * length).from_address(addr)
 
     def _u32(self, off):
@@ -224,7 +224,7 @@ class Ring:
         return self._u32(64).value
 
     def slot(self, index):
-        return RING_HDR + (index % NUM) * self.esize
+        return RING_HDR + (index % self.num) * self.esize
 
     def write(self, index, fmt, offset, *values):
         struct.pack_into(fmt, self.mem, self.slot(index) + offset, *values)
@@ -233,7 +233,7 @@ class Ring:
 def write_send_wqe(ring, index, wr_id, opcode, flags=e.IBV_SEND_SIGNALED, num_sge=0, sges=(),
                    remote_addr=0, rkey=0, inline_len=0):
     """struct hmr_send_wqe: wr_id, opcode, send_flags, num_sge, imm, remote_addr, rkey,
-    inline_len, compare_add, swap, reserved, then sge[16] {addr, length, lkey}."""
+    inline_len, compare_add, swap, xrc_srqn, reserved, ud, then sge[16] {addr, length, lkey}."""
     ring.mem[ring.slot(index):ring.slot(index) + SEND_WQE] = b"\0" * SEND_WQE
     ring.write(index, "<QIIIIQII", 0, wr_id, opcode, flags, num_sge, 0, remote_addr, rkey,
                inline_len)
@@ -277,14 +277,38 @@ def qp_handles(ctx):
     return found
 
 
+class Events:
+    """The context's async events, read without blocking forever."""
+
+    def __init__(self, ctx, fd):
+        self.ctx, self.fd = ctx, fd
+
+    def next(self, timeout=5):
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        assert ready, "no async event"
+        ev = self.ctx.get_async_event()
+        kind = ev.event_type
+        ev.ack()
+        return kind
+
+    def none(self, timeout=0.3):
+        assert select.select([self.fd], [], [], timeout)[0] == []
+
+
+def open_context():
+    """A context on hmr0 and its async events (found as the new infinibandevent fd)."""
+    before = fd_links()
+    ctx = Context(name="hmr0")
+    fd = next(fd for fd, link in fd_links().items()
+              if fd not in before and "infinibandevent" in link)
+    return ctx, Events(ctx, fd)
+
+
 class Rig:
     """a -> b connected RC QPs in one context, with their rings, doorbells, async events."""
 
     def __init__(self, connect_qps=True):
-        before = fd_links()
-        self.ctx = Context(name="hmr0")
-        self.async_fd = next(fd for fd, link in fd_links().items()
-                             if fd not in before and "infinibandevent" in link)
+        self.ctx, self.events = open_context()
         try:
             self.pd = PD(self.ctx)
             self.a, self.b = self._side(), self._side()
@@ -306,15 +330,10 @@ class Rig:
         return side
 
     def async_event(self, timeout=5):
-        ready, _, _ = select.select([self.async_fd], [], [], timeout)
-        assert ready, "no async event"
-        ev = self.ctx.get_async_event()
-        kind = ev.event_type
-        ev.ack()
-        return kind
+        return self.events.next(timeout)
 
     def no_async_event(self):
-        assert select.select([self.async_fd], [], [], 0)[0] == []
+        self.events.none(0)
 
     def close(self):
         self.ctx.close()
