@@ -455,16 +455,47 @@ out_free:
 	return ret;
 }
 
+/* Times a fault that installed pages may restart an access's one-second bound. */
+#define HMR_FAULT_RESTARTS	8
+
+/*
+ * How long the DMA engine keeps faulting for one access: it gives up once a second has passed
+ * without the access getting anywhere. A fault that installed pages starts a new second (at
+ * most HMR_FAULT_RESTARTS times), so reclaim or invalidations racing a slow fault (an emulated
+ * machine on a busy host, a memory cgroup at its limit) do not fail a WR that makes progress.
+ */
+struct hmr_fault_bound {
+	unsigned long timeout;	/* jiffies */
+	unsigned int restarts;	/* left */
+};
+
+static void hmr_fault_bound_start(struct hmr_fault_bound *b)
+{
+	b->timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	b->restarts = HMR_FAULT_RESTARTS;
+}
+
+static bool hmr_fault_bound_over(struct hmr_fault_bound *b)
+{
+	return !time_before(jiffies, b->timeout);
+}
+
 /* Fault the window of pages from @addr for an access that ends at @access_end (DMA engine). */
-static int hmr_mr_fault(struct hmr_mr *mr, unsigned long addr, unsigned long access_end,
-			bool write)
+static int hmr_mr_fault(struct hmr_mr *mr, struct hmr_fault_bound *b, unsigned long addr,
+			unsigned long access_end, bool write)
 {
 	unsigned long next, installed;
+	int ret;
 
-	return hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
-				   hmr_mr_end(mr), access_end,
-				   HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
-				   &next, &installed);
+	ret = hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
+				  hmr_mr_end(mr), access_end,
+				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+				  &next, &installed);
+	if (!ret && installed && b->restarts) {
+		b->restarts--;
+		b->timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	}
+	return ret;
 }
 
 /*
@@ -496,23 +527,24 @@ int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flag
 
 /*
  * Begin the access to the first chunk of [va, va + len): returns 0 with the chunk in flight
- * (hmr_access_end() when done), or -EFAULT. Faults what is missing.
+ * (hmr_access_end() when done), or -EFAULT. Faults what is missing (struct hmr_fault_bound).
  */
 static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsigned long va,
 			       size_t len, bool write)
 {
-	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	struct hmr_fault_bound b;
 	int ret;
 
+	hmr_fault_bound_start(&b);
 	for (;;) {
 		ret = hmr_access_begin(&mr->mirror, acc, va, len, write);
 		if (!ret)
 			return 0;
 		/* Checked after the access, so a fault that succeeded slowly is still used. */
-		if (!time_before(jiffies, timeout))
+		if (hmr_fault_bound_over(&b))
 			return -EFAULT;
 		if (ret == -ENOENT)
-			ret = hmr_mr_fault(mr, acc->fault_addr, va + len, write);
+			ret = hmr_mr_fault(mr, &b, acc->fault_addr, va + len, write);
 		else if (ret == -EBUSY)
 			cond_resched();	/* every in-flight slot is taken */
 		if (ret && ret != -EBUSY)
@@ -632,23 +664,24 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 {
 	unsigned long dva = dst->start + (dst_iova - dst->iova);
 	unsigned long sva = src->start + (src_iova - src->iova);
-	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	struct hmr_fault_bound b;
 	struct hmr_access da, sa;
 	int ret;
 
 	*dst_failed = false;
+	hmr_fault_bound_start(&b);
 	while (len) {
 		if (hmr_mr_access_begin(src, &sa, sva, len, false))
 			return -EFAULT;
 		ret = hmr_access_begin(&dst->mirror, &da, dva, sa.len, true);
 		if (ret) {
 			hmr_access_end(&src->mirror, &sa);
-			if (!time_before(jiffies, timeout)) {
+			if (hmr_fault_bound_over(&b)) {
 				*dst_failed = true;
 				return -EFAULT;
 			}
 			if (ret == -ENOENT)
-				ret = hmr_mr_fault(dst, da.fault_addr, dva + len, true);
+				ret = hmr_mr_fault(dst, &b, da.fault_addr, dva + len, true);
 			else if (ret == -EBUSY)
 				cond_resched();	/* every in-flight slot is taken */
 			if (ret && ret != -EBUSY) {
@@ -665,7 +698,7 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		dva += ret;
 		sva += ret;
 		len -= ret;
-		timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+		hmr_fault_bound_start(&b);
 	}
 	return 0;
 }

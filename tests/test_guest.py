@@ -4,6 +4,7 @@ The guest's pytest writes a JUnit XML file into the checkout (shared with the gu
 case in it becomes one host test with the same outcome. The run's own health (kernel log free of
 WARN/BUG/oops, module unloaded cleanly, no lab failure) is one more test per kernel.
 """
+import collections
 import os
 import subprocess
 import sys
@@ -29,7 +30,16 @@ def _run_guest(config, kernel):
     with capman.global_and_fixture_disabled():
         sys.stderr.write(f"\n[guest {kernel}] {' '.join(cmd)}\n")
         sys.stderr.flush()
-        rc = subprocess.call(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+        # Streamed as it comes; the last lines are kept for the failure message, so a CI log
+        # that shows only the failures still says what the lab or the guest printed last.
+        tail = collections.deque(maxlen=40)
+        with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as p:
+            for line in p.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line)
+        rc = p.returncode
         report = os.path.join(ROOT, "build", "lab", f"last-{kernel}", "rdma-core-suite.txt")
         if os.path.exists(report):
             with open(report) as f:
@@ -46,7 +56,7 @@ def _run_guest(config, kernel):
                 elif child.tag == "skipped" and outcome == "passed":
                     outcome, msg = "skipped", child.get("message", "")
             cases.append((name, outcome, msg))
-    _runs[kernel] = (rc, cases)
+    _runs[kernel] = (rc, cases, "".join(tail))
     return _runs[kernel]
 
 
@@ -54,7 +64,7 @@ def pytest_generate_tests(metafunc):
     if "guest_case" in metafunc.fixturenames:
         params, ids = [], []
         for k in KERNELS:
-            rc, cases = _run_guest(metafunc.config, k)
+            rc, cases, _ = _run_guest(metafunc.config, k)
             for name, outcome, msg in cases:
                 params.append((k, name, outcome, msg))
                 ids.append(f"{k}:{name}")
@@ -71,12 +81,25 @@ def test_guest(guest_case):
         pytest.fail(f"[{kernel}] {name}\n{msg}", pytrace=False)
 
 
+def _evidence(kernel, tail):
+    """What the run printed last, and the end of the guest kernel's console log."""
+    logs = os.path.join(ROOT, "build", "lab", f"last-{kernel}")
+    text = f"\n--- the last lines run-guest printed:\n{tail}"
+    console = os.path.join(logs, "console.log")
+    if os.path.exists(console):
+        with open(console, errors="replace") as f:
+            lines = f.readlines()[-30:]
+        text += f"\n--- the end of {console}:\n" + "".join(lines)
+    return text
+
+
 def test_guest_run_clean(guest_kernel, request):
     """The guest run itself: tests ran, kernel log clean, module unloaded, no timeout."""
-    rc, cases = _run_guest(request.config, guest_kernel)
-    assert cases, f"no guest test results came back (run-guest exit {rc}); see build/lab/last-{guest_kernel}/console.log"
+    rc, cases, tail = _run_guest(request.config, guest_kernel)
+    evidence = _evidence(guest_kernel, tail)
+    assert cases, f"no guest test results came back (run-guest exit {rc}){evidence}"
     failed = any(c[1] == "failed" for c in cases)
     meaning = {124: "timeout", 125: "lab failure (setup, teardown/unload, or no status)",
                126: "kernel WARN/BUG/oops in the log"}
     assert rc == 0 or (rc == 1 and failed), \
-        f"run-guest exit {rc}: {meaning.get(rc, 'unexpected')}; see build/lab/last-{guest_kernel}/"
+        f"run-guest exit {rc}: {meaning.get(rc, 'unexpected')}{evidence}"

@@ -627,10 +627,12 @@ buf = anon_map(length)
 mr = lp.mr(buf, length)
 for i in range(length // MIB):
     put(scratch.addr, chunk(i))
-    assert lp.write(scratch.addr, scratch.mr, buf + i * MIB, mr, MIB) == 0
+    status = lp.write(scratch.addr, scratch.mr, buf + i * MIB, mr, MIB)
+    assert status == 0, f"WRITE of MiB {i}: status {status}"
 for i in range(length // MIB):
     ctypes.memset(scratch.addr, 0, MIB)
-    assert lp.read(scratch.addr, scratch.mr, buf + i * MIB, mr, MIB) == 0
+    status = lp.read(scratch.addr, scratch.mr, buf + i * MIB, mr, MIB)
+    assert status == 0, f"READ of MiB {i}: status {status}"
     assert get(scratch.addr, MIB) == chunk(i), f"MiB {i} differs"
 with open("/proc/self/status") as f:
     print([line.split()[1] for line in f if line.startswith("VmSwap")][0], flush=True)
