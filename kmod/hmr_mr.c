@@ -393,6 +393,13 @@ static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 }
 
 /*
+ * A window is tried at least this often before its 1 s bound ends the retries: one attempt
+ * alone can take that long (direct reclaim in a memory cgroup at its limit, on an emulated
+ * machine), and the invalidations that reclaim makes in the MR then make that attempt stale.
+ */
+#define HMR_FAULT_TRIES		4
+
+/*
  * Fault (or, with @hmm_flags 0, only look up) a window of pages from @addr (page aligned):
  * at most fault_window pages, within [@addr, @end) and within @addr's VMA, or the whole
  * 2 MiB block that a huge CPU mapping of @addr covers, and install them in the mirror. Only
@@ -415,6 +422,7 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 	};
 	unsigned long first, npages, valid;
 	struct hmr_fault_buf *fb;
+	unsigned int tries = 0;
 	int ret;
 
 	end = min(addr + READ_ONCE(hmr_fault_window) * PAGE_SIZE, end);
@@ -446,7 +454,9 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 			ret = -EBUSY;
 		else if (!ret)
 			*installed = valid;
-	} while (ret == -EBUSY && time_before(jiffies, timeout));
+		if (ret == -EBUSY)
+			cond_resched();
+	} while (ret == -EBUSY && (++tries < HMR_FAULT_TRIES || time_before(jiffies, timeout)));
 	mmput(mm);
 	if (ret && ret != -ENOMEM)
 		ret = -EFAULT;

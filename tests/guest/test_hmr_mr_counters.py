@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
 
-from test_hmr_util import anon_map, e, unmap  # noqa: E402
+from test_hmr_util import e, quiet_map, unmap  # noqa: E402
 from test_hmr_data import send_wr  # noqa: E402
 from test_hmr_odp import odp  # noqa: E402,F401 (the fixture)
 from test_hmr_odp import (ODP, PAGE, PREFETCH_WRITE, SIZE, counters, delta,  # noqa: E402
@@ -49,7 +49,7 @@ def grew(before, after, **by):
 @pytest.fixture
 def idle(odp):
     """A third ODP MR of the same PD over a mapping of its own, never used."""
-    addr = anon_map(SIZE)
+    addr = quiet_map(SIZE)
     mr = MR(odp.pd, SIZE, ODP, address=addr)
     yield mr
     mr.close()

@@ -48,5 +48,16 @@ def anon_map(length, prot=PROT_RW, addr=None):
     return got
 
 
+MADV_NOHUGEPAGE = 15
+
+
+def quiet_map(length):
+    """anon_map() that khugepaged leaves alone (MADV_NOHUGEPAGE, and no merging with neighbour
+    mappings that lack it): no collapse invalidates it behind a test that counts invalidations."""
+    addr = anon_map(length)
+    assert libc.madvise(addr, length, MADV_NOHUGEPAGE) == 0, ctypes.get_errno()
+    return addr
+
+
 def unmap(addr, length):
     assert libc.munmap(addr, length) == 0
