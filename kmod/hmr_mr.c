@@ -485,6 +485,17 @@ static void hmr_fault_bound_start(struct hmr_fault_bound *b)
 	b->restarts = HMR_FAULT_RESTARTS;
 }
 
+/* A fault installed pages: a new second, while restarts are left. */
+static void hmr_fault_bound_progress(struct hmr_fault_bound *b)
+{
+	unsigned int left = b->restarts;
+
+	if (left) {
+		hmr_fault_bound_start(b);
+		b->restarts = left - 1;
+	}
+}
+
 static bool hmr_fault_bound_over(struct hmr_fault_bound *b)
 {
 	return !time_before(jiffies, b->timeout);
@@ -501,10 +512,8 @@ static int hmr_mr_fault(struct hmr_mr *mr, struct hmr_fault_bound *b, unsigned l
 				  hmr_mr_end(mr), access_end,
 				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 				  &next, &installed);
-	if (!ret && installed && b->restarts) {
-		b->restarts--;
-		b->timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	}
+	if (!ret && installed)
+		hmr_fault_bound_progress(b);
 	return ret;
 }
 

@@ -22,12 +22,11 @@ EAGAIN = 11
 # of the process holding its mm after SIGKILL: process_mrelease() can reap it.
 VICTIM = r"""
 import ctypes, sys
-from test_hmr_odp_paths import Loop, SGE, anon_map, libc, poll, send_wr, e
-MADV_NOHUGEPAGE = 15  # 4 KiB pages: khugepaged never collapses (invalidates) them
+from test_hmr_odp_paths import Loop, SGE, poll, send_wr, e
+from test_hmr_util import quiet_map
 length = int(sys.argv[1])
 lp = Loop()
-src, dst = anon_map(length), anon_map(length)
-assert libc.madvise(src, length, MADV_NOHUGEPAGE) == libc.madvise(dst, length, MADV_NOHUGEPAGE) == 0
+src, dst = quiet_map(length), quiet_map(length)  # 4 KiB pages: khugepaged never collapses them
 smr, dmr = lp.mr(src, length), lp.mr(dst, length)
 ctypes.memset(src, 0x5a, length)
 st = lp.write(src, smr, dst, dmr, length)
