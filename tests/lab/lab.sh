@@ -9,11 +9,12 @@ LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC_DIR=$(cd "$LAB_DIR/../.." && pwd)
 LAB_CACHE=${HMR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmr-lab}
 
-# Packages every guest gets. The kernel packages differ per suite (see lab_kernel).
+# Packages every guest gets (iperf3 measures the two-guest link, tcpdump shows it, qperf and
+# libfabric-bin are librdmacm clients). The kernel packages differ per suite (see lab_kernel).
 LAB_GUEST_PKGS="build-essential cmake ninja-build pkg-config dpkg-dev kmod iproute2 procps
  util-linux rdma-core libibverbs-dev librdmacm-dev ibverbs-utils rdmacm-utils ibverbs-providers
  perftest python3 python3-pyverbs python3-pytest libnl-3-dev libnl-route-3-dev libudev-dev
- xz-utils zstd ca-certificates"
+ xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin"
 
 # Host packages the lab needs (Debian 12 host).
 LAB_HOST_PKGS="qemu-system-x86 debootstrap cpio busybox-static xz-utils zstd"
