@@ -54,4 +54,11 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #define HMR_ODP_FLUSH_CAPS	0
 #endif
 
+/* The unaligned access helpers moved from asm/ to linux/ in 6.12. */
+#ifdef HMR_HAVE_LINUX_UNALIGNED
+#include <linux/unaligned.h>
+#else
+#include <asm/unaligned.h>
+#endif
+
 #endif /* HMR_COMPAT_H */

@@ -12,6 +12,8 @@
 #include <linux/completion.h>
 #include <linux/list.h>
 #include <linux/refcount.h>
+#include <linux/skbuff.h>
+#include <linux/wait.h>
 #include <linux/mmu_notifier.h>
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
@@ -41,6 +43,20 @@
 #define HMR_MAX_SRQ		(1 << 14)
 #define HMR_MAX_SRQ_WR		HMR_MAX_QP_WR
 
+/* Wire counters of a device (hmr_stats.c names them, as rxe's). */
+enum {
+	HMR_WIRE_SENT,			/* packets sent */
+	HMR_WIRE_RCVD,			/* packets received for a QP of the device */
+	HMR_WIRE_RETRANSMITS,		/* request packets sent again (timeout, NAK) */
+	HMR_WIRE_TIMEOUTS,		/* local ACK timeouts */
+	HMR_WIRE_SEQ_ERR,		/* PSN sequence-error NAKs sent */
+	HMR_WIRE_RNR_SENT,		/* RNR NAKs sent */
+	HMR_WIRE_RNR_RCVD,		/* RNR NAKs received */
+	HMR_WIRE_DUP,			/* duplicate requests answered */
+	HMR_WIRE_DROPPED,		/* received packets dropped: no QP, wrong state or address */
+	HMR_WIRE_NUM
+};
+
 struct hmr_dev {
 	struct ib_device ibdev;
 	/*
@@ -68,6 +84,8 @@ struct hmr_dev {
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
 	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of an MR */
+	bool wire;			/* the netdev reaches other hosts: the sockets are held */
+	atomic64_t wire_cnt[HMR_WIRE_NUM];
 };
 
 struct hmr_ucontext {
@@ -140,9 +158,59 @@ struct hmr_mr {
 };
 
 struct hmr_transport_ops;
+struct hmr_sgl;
+
+/* Where a QP's packets go: IP addresses (GIDs) and the IP/UDP fields from its AV. */
+struct hmr_path {
+	u8 sgid[16];
+	u8 dgid[16];
+	bool ipv6;			/* else both GIDs are IPv4-mapped */
+	u8 tclass;
+	u8 hop_limit;
+	u32 flow_label;
+	u16 src_port;
+};
+
+/* A READ or atomic executed by the responder, kept to answer its duplicate. */
+struct hmr_wire_res {
+	bool valid;
+	bool atomic;
+	u32 psn;			/* of the request; a READ's responses use psn .. psn + n - 1 */
+	u32 npkts;
+	u64 va;
+	u32 rkey;
+	u32 len;
+	u64 orig;			/* an atomic's original value */
+};
+
+/* The wire transport's state of a QP (hmr_wire.c, hmr_wire_resp.c). */
+struct hmr_wire_qp {
+	/* Requester: under qp->lock. */
+	struct hmr_path path;		/* RC: from the AV, set by modify_qp */
+	u32 sq_psn;			/* PSN of the next request packet */
+	bool local;			/* RC: the peer is on this kernel (direct path) */
+	/* Responses for the requester: queued by the receive work, the queue's own lock. */
+	struct sk_buff_head rx;
+	wait_queue_head_t wait;		/* the requester waits here for rx */
+	bool stop;			/* the QP is being destroyed: stop waiting (READ_ONCE) */
+	/* Responder: under qp->resp_lock. */
+	u32 epsn;			/* expected PSN */
+	u32 msn;			/* messages completed */
+	u16 cur;			/* HMR_PF_SEND or HMR_PF_WRITE in progress, or 0 */
+	bool nak_sent;			/* a sequence-error NAK is out: no more until epsn comes */
+	u32 off;			/* bytes of the message in progress placed */
+	u64 wr_id;			/* SEND: the receive WQE, taken at the first packet */
+	struct hmr_sgl *sgl;		/* SEND: its buffers, resolved (MRs referenced) */
+	struct hmr_mr *mr;		/* WRITE: the target MR (referenced), at va, resid left */
+	u64 va;
+	u32 resid;
+	u32 rkey;
+	struct hmr_wire_res res[HMR_MAX_RD_ATOM];
+	u32 res_next;
+};
 
 /*
- * Locking: qp->lock (the requester: modify/query, the SQ, the bounce buffer) may be held
+ * Locking: qp->lock (the requester: modify/query, the SQ) may be held
  * while taking any QP's resp_lock (the responder: the RQ); never the other way round.
  * What the responder reads of the QP (state, attr) is written under both locks, so either
  * lock gives a consistent view; hmr_qp_error_async() alone sets state under resp_lock only.
@@ -162,7 +230,6 @@ struct hmr_qp {
 	bool destroying;		/* no more RNR retries are scheduled */
 	u8 rnr_left;			/* RNR retries left for the WQE at the head of the SQ */
 	u8 retry_left;			/* transport retries left for it */
-	void *bounce;			/* one DMA chunk, allocated on first use */
 	const struct hmr_transport_ops *transport;
 	struct delayed_work retry_work;	/* runs the SQ: after an RNR NAK, a timeout, or a doorbell */
 	struct work_struct err_work;	/* moves the QP to ERROR for its responder */
@@ -176,6 +243,7 @@ struct hmr_qp {
 	bool last_wqe;			/* IB_EVENT_QP_LAST_WQE_REACHED raised (on an SRQ); lock */
 	refcount_t ref;			/* lookups by QPN (hmr_qp_get) and the QP's own */
 	struct completion done;		/* ref reached zero: destroy may proceed */
+	struct hmr_wire_qp wire;
 };
 
 static inline struct hmr_dev *to_hdev(struct ib_device *ibdev)
@@ -254,7 +322,6 @@ void hmr_req_doorbell(struct hmr_qp *qp);
 void hmr_req_retry_work(struct work_struct *work);
 
 /* hmr_resp.c */
-struct hmr_sgl;
 int hmr_sgl_resolve(struct ib_pd *pd, struct hmr_sgl *sgl, const struct hmr_sge *sge,
 		    u32 num, int access);
 void hmr_sgl_put(struct hmr_sgl *sgl);
@@ -293,5 +360,7 @@ void hmr_mmap_free(struct rdma_user_mmap_entry *rentry);
 extern struct workqueue_struct *hmr_wq;
 void hmr_dealloc_driver(struct ib_device *ibdev);
 struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn);
+struct hmr_dev *hmr_dev_get_by_ifindex(int ifindex);
+bool hmr_gid_is_local(const union ib_gid *gid);
 
 #endif /* HMR_DEV_H */

@@ -21,6 +21,7 @@
 #include <rdma/rdma_netlink.h>
 
 #include "hmr_dev.h"
+#include "hmr_wire.h"
 
 /* Prefetch work items (hmr_odp.c); destroyed, hence drained, at module exit. */
 struct workqueue_struct *hmr_wq;
@@ -48,6 +49,8 @@ void hmr_dealloc_driver(struct ib_device *ibdev)
 	mutex_lock(&hmr_devices_lock);
 	list_del_init(&hdev->list);
 	mutex_unlock(&hmr_devices_lock);
+	if (hdev->wire)
+		hmr_net_put(hdev->ndev);
 	/* The core destroyed every object before it deallocates the device. */
 	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs) || !xa_empty(&hdev->srqs));
 	xa_destroy(&hdev->qps);
@@ -115,6 +118,10 @@ static int hmr_newlink(const char *ibdev_name, struct net_device *ndev)
 	ret = hmr_list_add(hdev);
 	if (ret)
 		goto err_dealloc;
+	ret = hmr_net_get(ndev);
+	if (ret)
+		goto err_dealloc;
+	hdev->wire = !(ndev->flags & IFF_LOOPBACK);
 	/*
 	 * Not under hmr_devices_lock: registration takes RTNL, which the netdev notifier holds
 	 * when it takes hmr_devices_lock.
@@ -155,6 +162,46 @@ struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn)
 	}
 	mutex_unlock(&hmr_devices_lock);
 	return qp;
+}
+
+/* @gid is a GID of an hmr device of this kernel: its QPs are reached directly. */
+bool hmr_gid_is_local(const union ib_gid *gid)
+{
+	const struct ib_gid_attr *attr;
+	struct hmr_dev *hdev;
+	bool found = false;
+
+	mutex_lock(&hmr_devices_lock);
+	list_for_each_entry(hdev, &hmr_devices, list) {
+		if (!hdev->registered)
+			continue;
+		attr = rdma_find_gid_by_port(&hdev->ibdev, gid, IB_GID_TYPE_ROCE_UDP_ENCAP,
+					     HMR_PORT, NULL);
+		if (IS_ERR(attr))
+			continue;
+		rdma_put_gid_attr(attr);
+		found = true;
+		break;
+	}
+	mutex_unlock(&hmr_devices_lock);
+	return found;
+}
+
+/* The registered hmr device on the netdev @ifindex, referenced (ib_device_put), or NULL. */
+struct hmr_dev *hmr_dev_get_by_ifindex(int ifindex)
+{
+	struct hmr_dev *hdev, *found = NULL;
+
+	mutex_lock(&hmr_devices_lock);
+	list_for_each_entry(hdev, &hmr_devices, list) {
+		if (hdev->registered && hdev->ndev->ifindex == ifindex &&
+		    ib_device_try_get(&hdev->ibdev)) {
+			found = hdev;
+			break;
+		}
+	}
+	mutex_unlock(&hmr_devices_lock);
+	return found;
 }
 
 static struct rdma_link_ops hmr_link_ops = {
@@ -246,13 +293,20 @@ static int __init hmr_init(void)
 	hmr_wq = alloc_workqueue("hmr", WQ_UNBOUND, 0);
 	if (!hmr_wq)
 		return -ENOMEM;
+	ret = hmr_net_init();
+	if (ret)
+		goto err_wq;
 	ret = register_netdevice_notifier(&hmr_netdev_nb);
-	if (ret) {
-		destroy_workqueue(hmr_wq);
-		return ret;
-	}
+	if (ret)
+		goto err_net;
 	rdma_link_register(&hmr_link_ops);
 	return 0;
+
+err_net:
+	hmr_net_exit();
+err_wq:
+	destroy_workqueue(hmr_wq);
+	return ret;
 }
 
 static void __exit hmr_exit(void)
@@ -261,6 +315,7 @@ static void __exit hmr_exit(void)
 	rdma_link_unregister(&hmr_link_ops);
 	unregister_netdevice_notifier(&hmr_netdev_nb);
 	hmr_unregister_all();
+	hmr_net_exit();		/* no socket is left: nothing more is queued */
 	destroy_workqueue(hmr_wq);	/* every MR is gone, so is every prefetch */
 	/* libhmr frees mirror tables from RCU callbacks, which are this module's code. */
 	rcu_barrier();

@@ -14,6 +14,7 @@
 
 #include "hmr_dev.h"
 #include "hmr_transport.h"
+#include "hmr_wire.h"
 
 /* QP numbers 0 and 1 are the special QPs of the IB spec. */
 #define HMR_QPN_LIMIT	XA_LIMIT(2, (1 << 24) - 1)
@@ -129,7 +130,8 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	INIT_DELAYED_WORK(&qp->retry_work, hmr_req_retry_work);
 	INIT_WORK(&qp->err_work, hmr_qp_err_work);
 	INIT_DELAYED_WORK(&qp->flush_work, hmr_qp_flush_work);
-	qp->transport = &hmr_loopback_transport;
+	qp->transport = hdev->wire ? &hmr_wire_transport : &hmr_loopback_transport;
+	hmr_wire_qp_init(qp);
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
 	ret = hmr_qp_init_rings(qp, udata, init, &resp);
@@ -179,6 +181,7 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	struct hmr_dev *hdev = to_hdev(ibqp->device);
 	struct hmr_qp *qp = to_hqp(ibqp);
 
+	hmr_wire_qp_stop(qp);	/* a requester waiting for the network lets go of qp->lock */
 	mutex_lock(&qp->lock);
 	qp->destroying = true;
 	mutex_unlock(&qp->lock);
@@ -190,9 +193,9 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	cancel_delayed_work_sync(&qp->retry_work);
 	cancel_work_sync(&qp->err_work);
 	cancel_delayed_work_sync(&qp->flush_work);
+	hmr_wire_qp_destroy(qp);
 	hmr_ring_destroy(&qp->rq);
 	hmr_ring_destroy(&qp->sq);
-	kvfree(qp->bounce);
 	mutex_destroy(&qp->resp_lock);
 	mutex_destroy(&qp->lock);
 	return 0;
@@ -480,16 +483,25 @@ static void hmr_qp_reset(struct hmr_qp *qp)
  * so the responder sees either the old QP or the new one (qp_access_flags, min_rnr_timer
  * and state of the same modify). Caller holds qp->lock.
  */
-static void hmr_qp_apply(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
+static void hmr_qp_apply(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask,
+			 const struct hmr_path *path)
 {
 	enum ib_qp_state cur = READ_ONCE(qp->state);
 	enum ib_qp_state next = (mask & IB_QP_STATE) ? attr->qp_state : cur;
 
 	mutex_lock(&qp->resp_lock);
 	hmr_qp_from_attr(qp, attr, mask);
+	if (mask & IB_QP_AV)
+		qp->wire.path = *path;
+	if (mask & IB_QP_SQ_PSN)
+		qp->wire.sq_psn = attr->sq_psn;
+	if (mask & IB_QP_RQ_PSN)
+		qp->wire.epsn = attr->rq_psn;
 	WRITE_ONCE(qp->state, next);
-	if (next == IB_QPS_RESET && cur != IB_QPS_RESET)
+	if (next == IB_QPS_RESET && cur != IB_QPS_RESET) {
 		hmr_qp_reset(qp);
+		hmr_wire_qp_reset(qp);
+	}
 	mutex_unlock(&qp->resp_lock);
 	if (next == IB_QPS_ERR)
 		hmr_qp_flush_start(qp);	/* also ERROR to ERROR: flushes what came since */
@@ -497,10 +509,29 @@ static void hmr_qp_apply(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask)
 		hmr_req_process(qp);	/* WRs posted before RTS start now */
 }
 
+/*
+ * A connected QP on a device with the wire: where its packets go (the AV), and whether its
+ * peer is on this kernel (the direct path). Caller holds qp->lock.
+ */
+static int hmr_qp_wire_path(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask,
+			    struct hmr_path *path)
+{
+	const struct ib_global_route *grh = &attr->ah_attr.grh;
+
+	if (!(mask & IB_QP_AV) || qp->transport != &hmr_wire_transport)
+		return 0;
+	qp->wire.local = hmr_gid_is_local(&grh->dgid);
+	if (qp->wire.local)
+		return 0;
+	return hmr_wire_path(qp, &grh->dgid, grh->sgid_index, grh->traffic_class,
+			     grh->hop_limit, grh->flow_label, path) ? -EINVAL : 0;
+}
+
 int hmr_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 		  struct ib_udata *udata)
 {
 	struct hmr_qp *qp = to_hqp(ibqp);
+	struct hmr_path path = {};
 	int ret;
 
 	if (mask & ~IB_QP_ATTR_STANDARD_BITS)
@@ -512,7 +543,10 @@ int hmr_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr, int mask,
 	ret = hmr_qp_chk_attr(qp, attr, mask);
 	if (ret)
 		goto out_unlock;
-	hmr_qp_apply(qp, attr, mask);
+	ret = hmr_qp_wire_path(qp, attr, mask, &path);
+	if (ret)
+		goto out_unlock;
+	hmr_qp_apply(qp, attr, mask, &path);
 out_unlock:
 	mutex_unlock(&qp->lock);
 	return ret;

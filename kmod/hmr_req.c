@@ -12,7 +12,6 @@
 #include "hmr_dev.h"
 #include "hmr_transport.h"
 
-#define HMR_BOUNCE_SIZE	(HMR_CHUNK_PAGES * PAGE_SIZE)
 /* Bytes of WQEs a doorbell executes in its own system call; the rest go to hmr_wq. */
 #define HMR_DOORBELL_BUDGET	(256 * 1024)
 
@@ -93,36 +92,44 @@ static int hmr_sgl_copy_direct(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len
 
 /*
  * Copy @len bytes from @src to @dst: MR to MR directly (hmr_mr_copy_mr: one chunk of each in
- * flight, never a fault while a chunk is in flight); inline data through @qp's bounce
- * buffer. On failure *dst_failed tells which side failed. Caller holds qp->lock (the bounce
- * buffer's).
+ * flight, never a fault while a chunk is in flight); inline data (a WQE's, or a packet's
+ * payload) straight into the destination MRs. On failure *dst_failed tells which side failed.
  */
-int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
-		 bool *dst_failed)
+int hmr_sgl_copy(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len, bool *dst_failed)
 {
-	struct hmr_sgl_iter in = { .sgl = src }, out = { .sgl = dst };
+	struct hmr_sgl_iter out = { .sgl = dst };
 
 	*dst_failed = false;
-	if (!src->inline_data && !dst->inline_data)
+	if (!src->inline_data)
 		return hmr_sgl_copy_direct(dst, src, len, dst_failed);
-	if (len && !qp->bounce) {
-		qp->bounce = kvmalloc(HMR_BOUNCE_SIZE, GFP_KERNEL);
-		if (!qp->bounce)
-			return -ENOMEM;
-	}
-	while (len) {
-		long n = hmr_sgl_iter_rw(&in, qp->bounce, min_t(u64, len, HMR_BOUNCE_SIZE), false);
-
-		if (n <= 0)
-			return -EFAULT;
-		if (hmr_sgl_iter_rw(&out, qp->bounce, n, true) != n) {
-			*dst_failed = true;
-			return -EFAULT;
-		}
-		len -= n;
-		cond_resched();	/* a long transfer is many chunks */
+	if (len > src->len)
+		return -EFAULT;
+	if (hmr_sgl_iter_rw(&out, (void *)src->inline_data, len, true) != len) {
+		*dst_failed = true;
+		return -EFAULT;
 	}
 	return 0;
+}
+
+/*
+ * Move @len bytes between @buf and @sgl starting @off bytes into it (a packet's payload
+ * into or out of a message's buffers). Returns 0, or -EFAULT when the SGL is too short or its
+ * memory cannot be reached.
+ */
+int hmr_sgl_rw_at(struct hmr_sgl *sgl, u64 off, void *buf, size_t len, bool to_sgl)
+{
+	struct hmr_sgl_iter it = { .sgl = sgl };
+
+	if (off > sgl->len || len > sgl->len - off)
+		return -EFAULT;
+	if (!sgl->inline_data) {
+		while (it.idx < sgl->num && off >= sgl->sge[it.idx].length) {
+			off -= sgl->sge[it.idx].length;
+			it.idx++;
+		}
+	}
+	it.off = off;
+	return hmr_sgl_iter_rw(&it, buf, len, to_sgl) == len ? 0 : -EFAULT;
 }
 
 /* Bytes a WQE's scatter list names (the WQE was checked: num_sge is in bounds). */
@@ -205,6 +212,7 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 		.compare_add = wqe->compare_add,
 		.swap = wqe->swap,
 		.xrc_srqn = wqe->xrc_srqn,
+		.src_qpn = qp->ibqp.qp_num,
 	};
 	struct hmr_sgl sgl;
 	int ret;
@@ -380,13 +388,13 @@ void hmr_req_process(struct hmr_qp *qp)
 }
 
 /*
- * The doorbell: small WQEs run in the caller's system call (latency), the rest in hmr_wq. It
- * never waits for qp->lock, which a long transfer in the work item holds: the work item then
+ * The doorbell: small WQEs run in the caller's system call (latency), the rest in hmr_wq (all
+ * of them when the transport waits for the network: ops.deferred). It never waits for qp->lock, which a long transfer in the work item holds: the work item then
  * runs again and takes the new WQEs.
  */
 void hmr_req_doorbell(struct hmr_qp *qp)
 {
-	if (!mutex_trylock(&qp->lock)) {
+	if (qp->transport->deferred || !mutex_trylock(&qp->lock)) {
 		queue_delayed_work(hmr_wq, &qp->retry_work, 0);
 		return;
 	}

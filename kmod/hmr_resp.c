@@ -48,7 +48,7 @@ static int hmr_resp_take_recv_status(int ret)
 }
 
 /* The receive WQE is used: hand its slot back. Caller holds qp->resp_lock. */
-static void hmr_resp_consume_recv(struct hmr_qp *qp, struct hmr_request *req)
+void hmr_resp_consume_recv(struct hmr_qp *qp, struct hmr_request *req)
 {
 	if (req->srq)
 		hmr_srq_consume(req->srq);
@@ -125,7 +125,7 @@ void hmr_sgl_put(struct hmr_sgl *sgl)
 }
 
 /* A remote buffer named by rkey, as a one-entry SGL. Caller holds qp->resp_lock. */
-static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
+int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 			       int access, struct hmr_sgl *sgl)
 {
 	struct hmr_sge sge = { .addr = req->remote_addr, .length = len, .lkey = req->rkey };
@@ -143,7 +143,7 @@ static int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 l
 	return hmr_sgl_resolve(hmr_resp_rkey_pd(qp, req), sgl, &sge, 1, access);
 }
 
-static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 				   enum ib_wc_status status, u32 opcode, u32 len)
 {
 	struct hmr_cqe cqe = {
@@ -152,7 +152,7 @@ static void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u
 		.opcode = opcode,
 		.byte_len = len,
 		.qp_num = qp->ibqp.qp_num,
-		.src_qp = req->src->ibqp.qp_num,
+		.src_qp = req->src_qpn,
 	};
 	bool imm = req->opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
 		   req->opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
@@ -208,12 +208,12 @@ static int hmr_resp_fill(struct hmr_request *req, struct hmr_sgl *dst, const u8 
 	int ret;
 
 	if (!hdr_len)
-		return hmr_sgl_copy(req->src, dst, req->local, req->local->len, dst_failed);
-	ret = hmr_sgl_copy(req->src, dst, &head, hdr_len, dst_failed);
+		return hmr_sgl_copy(dst, req->local, req->local->len, dst_failed);
+	ret = hmr_sgl_copy(dst, &head, hdr_len, dst_failed);
 	if (ret)
 		return ret;
 	hmr_sgl_view(&rest, dst, hdr_len);
-	return hmr_sgl_copy(req->src, &rest, req->local, req->local->len, dst_failed);
+	return hmr_sgl_copy(&rest, req->local, req->local->len, dst_failed);
 }
 
 /*
@@ -282,7 +282,7 @@ static int hmr_resp_write(struct hmr_qp *qp, struct hmr_request *req)
 		ret = IB_WC_REM_ACCESS_ERR;
 		goto out_give_back;
 	}
-	ret = hmr_sgl_copy(req->src, &dst, req->local, req->local->len, &dst_failed);
+	ret = hmr_sgl_copy(&dst, req->local, req->local->len, &dst_failed);
 	hmr_sgl_put(&dst);
 	if (ret) {
 		ret = dst_failed ? IB_WC_REM_ACCESS_ERR : IB_WC_LOC_PROT_ERR;
@@ -309,7 +309,7 @@ static int hmr_resp_read(struct hmr_qp *qp, struct hmr_request *req)
 
 	if (hmr_resp_remote_sgl(qp, req, req->local->len, IB_ACCESS_REMOTE_READ, &src))
 		return IB_WC_REM_ACCESS_ERR;
-	ret = hmr_sgl_copy(req->src, req->local, &src, req->local->len, &dst_failed);
+	ret = hmr_sgl_copy(req->local, &src, req->local->len, &dst_failed);
 	hmr_sgl_put(&src);
 	if (ret)
 		return dst_failed ? IB_WC_LOC_PROT_ERR : IB_WC_REM_ACCESS_ERR;
@@ -336,7 +336,7 @@ static int hmr_resp_atomic(struct hmr_qp *qp, struct hmr_request *req)
 		return IB_WC_REM_ACCESS_ERR;
 	orig_sgl.inline_data = (const u8 *)&orig;
 	orig_sgl.len = sizeof(orig);
-	ret = hmr_sgl_copy(req->src, req->local, &orig_sgl, sizeof(orig), &dst_failed);
+	ret = hmr_sgl_copy(req->local, &orig_sgl, sizeof(orig), &dst_failed);
 	return ret ? IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;
 }
 

@@ -15,6 +15,7 @@
 #include <rdma/restrack.h>
 
 #include "hmr_dev.h"
+#include "hmr_wire.h"
 
 enum {
 	HMR_CNT_PAGE_FAULTS,		/* faults that installed pages (populate calls) */
@@ -39,6 +40,29 @@ static const struct rdma_stat_desc hmr_cnt_descs[HMR_CNT_NUM] = {
 	[HMR_CNT_PREFETCH] = { .name = "page_prefetch" },
 	[HMR_CNT_NONBLOCK] = { .name = "page_invalidations_nonblock" },
 	[HMR_CNT_BUSY] = { .name = "page_invalidations_busy" },
+};
+
+/*
+ * The port's counters: the memory ones above, then the wire transport's (names as rxe's),
+ * then two counted before a packet reaches a device (hmr_net.c, for all devices).
+ */
+#define HMR_PORT_CNT_WIRE	HMR_CNT_NUM
+#define HMR_PORT_CNT_ICRC	(HMR_PORT_CNT_WIRE + HMR_WIRE_NUM)
+#define HMR_PORT_CNT_RX_DROP	(HMR_PORT_CNT_ICRC + 1)
+#define HMR_PORT_CNT_NUM	(HMR_PORT_CNT_RX_DROP + 1)
+
+static struct rdma_stat_desc hmr_port_descs[HMR_PORT_CNT_NUM] = {
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_SENT] = { .name = "sent_pkts" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_RCVD] = { .name = "rcvd_pkts" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_RETRANSMITS] = { .name = "retry_pkts" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_TIMEOUTS] = { .name = "ack_timeouts" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_SEQ_ERR] = { .name = "rcvd_seq_err" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_RNR_SENT] = { .name = "send_rnr_err" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_RNR_RCVD] = { .name = "rcvd_rnr_err" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_DUP] = { .name = "duplicate_request" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_DROPPED] = { .name = "rcvd_pkts_dropped" },
+	[HMR_PORT_CNT_ICRC] = { .name = "rcvd_icrc_err" },
+	[HMR_PORT_CNT_RX_DROP] = { .name = "rcvd_pkts_refused" },
 };
 
 static void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtract)
@@ -91,7 +115,11 @@ static void hmr_stats_values(u64 *value, const struct hmr_stats *st, u64 fence_w
 
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
 {
-	return rdma_alloc_hw_stats_struct(hmr_cnt_descs, HMR_CNT_NUM,
+	unsigned int i;
+
+	for (i = 0; i < HMR_CNT_NUM; i++)
+		hmr_port_descs[i] = hmr_cnt_descs[i];
+	return rdma_alloc_hw_stats_struct(hmr_port_descs, HMR_PORT_CNT_NUM,
 					  RDMA_HW_STATS_DEFAULT_LIFESPAN);
 }
 
@@ -116,7 +144,11 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 	hmr_stats_values(stats->value, &sum, atomic64_read(&hdev->fence_wait_ns),
 			 atomic64_read(&hdev->prefetched_pages),
 			 atomic64_read(&hdev->nonblock_invalidations));
-	return HMR_CNT_NUM;
+	for (i = 0; i < HMR_WIRE_NUM; i++)
+		stats->value[HMR_PORT_CNT_WIRE + i] = atomic64_read(&hdev->wire_cnt[i]);
+	stats->value[HMR_PORT_CNT_ICRC] = atomic64_read(&hmr_net_icrc_errors);
+	stats->value[HMR_PORT_CNT_RX_DROP] = atomic64_read(&hmr_net_rx_dropped);
+	return HMR_PORT_CNT_NUM;
 }
 
 /*

@@ -37,6 +37,7 @@ struct hmr_request {
 	const struct hmr_ud_av *ud;
 	union ib_gid ud_sgid;
 	u32 xrc_srqn;			/* XRC requests: the SRQ they are for */
+	u32 src_qpn;			/* the requester's QP number (the receive completion's) */
 	/* Set by the responder: the SRQ receives come from (the QP's, or the XRC SRQ named). */
 	struct hmr_srq *srq;
 	u8 rnr_timer;			/* out: the responder's min_rnr_timer on an RNR NAK */
@@ -53,9 +54,18 @@ struct hmr_request {
 struct hmr_transport_ops {
 	/* Execute @req at the peer of @req->src; returns an ib_wc_status or HMR_RESP_RNR. */
 	int (*execute)(struct hmr_request *req);
+	/* execute() waits for the network: never run it in the poster's system call. */
+	bool deferred;
 };
 
 extern const struct hmr_transport_ops hmr_loopback_transport;
+
+/* hmr_resp.c: pieces the wire responder shares */
+int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len, int access,
+			struct hmr_sgl *sgl);
+void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
+			    enum ib_wc_status status, u32 opcode, u32 len);
+void hmr_resp_consume_recv(struct hmr_qp *qp, struct hmr_request *req);
 
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);
@@ -67,9 +77,10 @@ int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv
 int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_send_wqe *wqe);
 int hmr_ud_sent(int status);
 int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req);
+void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len);
 
 /* hmr_req.c */
-int hmr_sgl_copy(struct hmr_qp *qp, struct hmr_sgl *dst, struct hmr_sgl *src, u64 len,
-		 bool *dst_failed);
+int hmr_sgl_copy(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len, bool *dst_failed);
+int hmr_sgl_rw_at(struct hmr_sgl *sgl, u64 off, void *buf, size_t len, bool to_sgl);
 
 #endif /* HMR_TRANSPORT_H */

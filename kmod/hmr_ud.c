@@ -64,7 +64,7 @@ int hmr_ud_sent(int status)
 	}
 }
 
-static void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)
+void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)
 {
 	memset(grh, 0, HMR_GRH_SIZE);
 	if (ipv6_addr_v4mapped((const struct in6_addr *)sgid->raw)) {

@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The RoCEv2 wire transport, requester side, behind struct hmr_transport_ops.
+ *
+ * The requester (hmr_req.c) executes one WQE at a time; this transport turns it into request
+ * packets of the QP's path MTU, sends them and waits for the outcome: the ACK of the last
+ * packet, the READ response packets (copied into the WQE's buffers as they arrive), the
+ * atomic ACK, or a NAK. It runs in hmr_wq's work item (process context, qp->lock held), never
+ * in the poster's system call (ops.deferred): a fault on a local buffer may sleep there.
+ *
+ * Reliability (IBTA 9.7): 24-bit PSNs; the ack-request bit on the last packet of a message;
+ * on the local ACK timeout (4.096 us * 2^timeout) the unacknowledged packets go again (go-back-N
+ * from the first unacknowledged PSN), at most retry_cnt times, then IB_WC_RETRY_EXC_ERR; a
+ * PSN sequence-error NAK restarts at the PSN it names without using a retry; an RNR NAK hands
+ * the WQE back to hmr_req.c, which retries it after the responder's timer, rnr_retry times.
+ * Remote access, invalid request and operational NAKs end the WQE with the matching status.
+ *
+ * Peers on an hmr device of this kernel keep the direct path (hmr_loopback.c).
+ */
+#include <linux/hash.h>
+#include <linux/jiffies.h>
+#include <linux/slab.h>
+#include <net/ipv6.h>
+#include <rdma/ib_cache.h>
+
+#include "hmr_dev.h"
+#include "hmr_transport.h"
+#include "hmr_wire.h"
+
+/* Floor of the local ACK timeout: a responder faulting pages under emulation is slow. */
+#define HMR_WIRE_MIN_TIMEOUT_MS	20
+/* Headers a packet may carry beyond the payload: IPv6, UDP, BTH + RETH + ImmDt, ICRC. */
+#define HMR_WIRE_OVERHEAD	(40 + 8 + 32 + 4)
+
+/* What the wait for responses ended with, besides an ib_wc_status / HMR_RESP_RNR. */
+#define HMR_WIRE_MORE		(-EINPROGRESS)	/* not yet: keep waiting */
+#define HMR_WIRE_RESEND		(-EAGAIN - 1000)	/* a NAK asked for packets again */
+
+static void hmr_wire_count(struct hmr_qp *qp, int counter, u64 n)
+{
+	atomic64_add(n, &to_hdev(qp->ibqp.device)->wire_cnt[counter]);
+}
+
+/* The QP's payload bytes per packet: its path MTU (UD: the port's), within the netdev's. */
+u32 hmr_wire_mtu(struct hmr_qp *qp)
+{
+	struct hmr_dev *hdev = to_hdev(qp->ibqp.device);
+	u32 ndev_mtu = READ_ONCE(hdev->ndev->mtu);
+	enum ib_mtu m = qp->ibqp.qp_type == IB_QPT_UD ? IB_MTU_4096 : qp->attr.path_mtu;
+	u32 mtu = ib_mtu_enum_to_int(m ? m : IB_MTU_1024);
+
+	while (mtu > 256 && mtu + HMR_WIRE_OVERHEAD > ndev_mtu)
+		mtu /= 2;
+	return mtu;
+}
+
+/* UDP source port in 0xc000..0xffff from the QP number (ECMP entropy, as RoCE NICs do). */
+static u16 hmr_wire_src_port(u32 qpn)
+{
+	return 0xc000 | hash_32(qpn, 14);
+}
+
+/* Fill @path from an address: destination GID, source GID index, IP header fields. */
+int hmr_wire_path(struct hmr_qp *qp, const union ib_gid *dgid, u8 sgid_index, u8 tclass,
+		  u8 hop_limit, u32 flow_label, struct hmr_path *path)
+{
+	union ib_gid sgid;
+	bool v4;
+
+	if (rdma_query_gid(qp->ibqp.device, HMR_PORT, sgid_index, &sgid))
+		return -EINVAL;
+	v4 = ipv6_addr_v4mapped((const struct in6_addr *)sgid.raw);
+	if (v4 != ipv6_addr_v4mapped((const struct in6_addr *)dgid->raw))
+		return -EINVAL;	/* an IPv4 source cannot reach an IPv6 destination */
+	memcpy(path->sgid, sgid.raw, 16);
+	memcpy(path->dgid, dgid->raw, 16);
+	path->ipv6 = !v4;
+	path->tclass = tclass;
+	path->hop_limit = hop_limit ? hop_limit : 64;
+	path->flow_label = flow_label & 0xfffff;
+	path->src_port = hmr_wire_src_port(qp->ibqp.qp_num);
+	return 0;
+}
+
+/* Opcode, header length and flags of @pkt from its opcode; PSN and QPN as given. */
+void hmr_wire_pkt_init(struct hmr_pkt *pkt, u8 opcode, u32 qpn, u32 psn, u32 paylen)
+{
+	const struct hmr_op_info *info = hmr_op_info(opcode);
+
+	pkt->opcode = opcode;
+	pkt->flags = info->flags;
+	pkt->hdr_len = info->hdr_len;
+	pkt->qpn = qpn;
+	pkt->psn = psn;
+	pkt->paylen = paylen;
+}
+
+/*
+ * Build and send @pkt along @path with its payload (pkt->paylen bytes) from @sgl at @off
+ * (none when @sgl is NULL). Returns 0, -EFAULT when the payload could not be read (the packet
+ * is not sent), or -errno from the network (the packet is lost: retransmission recovers).
+ */
+int hmr_wire_send(struct hmr_qp *qp, const struct hmr_path *path, struct hmr_pkt *pkt,
+		  struct hmr_sgl *sgl, u64 off)
+{
+	struct hmr_dev *hdev = to_hdev(qp->ibqp.device);
+	u32 pad = -pkt->paylen & 3;
+	struct sk_buff *skb;
+
+	skb = hmr_net_alloc(hdev, pkt->hdr_len + pkt->paylen + pad + HMR_ICRC_LEN);
+	if (!skb)
+		return -ENOMEM;
+	hmr_pkt_build_hdrs(pkt, skb->data);
+	if (pkt->paylen && hmr_sgl_rw_at(sgl, off, skb->data + pkt->hdr_len, pkt->paylen, false)) {
+		kfree_skb(skb);
+		return -EFAULT;
+	}
+	memset(skb->data + pkt->hdr_len + pkt->paylen, 0, pad);
+	hmr_wire_count(qp, HMR_WIRE_SENT, 1);
+	return hmr_net_xmit(hdev, path, skb, pkt->hdr_len);
+}
+
+/* One request in flight: the PSNs it uses and how far its answer got. */
+struct hmr_wire_op {
+	struct hmr_qp *qp;
+	struct hmr_request *req;
+	u32 mtu;
+	u32 first;		/* PSN of its first packet */
+	u32 npkts;		/* PSNs it consumes (a READ: its response packets) */
+	u32 done;		/* packets acknowledged (READ: responses placed) */
+};
+
+static bool hmr_wire_is_write(u32 opcode)
+{
+	return opcode == IB_UVERBS_WR_RDMA_WRITE || opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+}
+
+static bool hmr_wire_has_imm(u32 opcode)
+{
+	return opcode == IB_UVERBS_WR_SEND_WITH_IMM || opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+}
+
+/* The opcode of packet @i of @n of a SEND or WRITE message. */
+static u8 hmr_wire_msg_opcode(u32 opcode, u32 i, u32 n)
+{
+	bool write = hmr_wire_is_write(opcode), imm = hmr_wire_has_imm(opcode);
+
+	if (n == 1)
+		return write ? (imm ? HMR_OP_WRITE_ONLY_IMM : HMR_OP_WRITE_ONLY) :
+			       (imm ? HMR_OP_SEND_ONLY_IMM : HMR_OP_SEND_ONLY);
+	if (i == 0)
+		return write ? HMR_OP_WRITE_FIRST : HMR_OP_SEND_FIRST;
+	if (i < n - 1)
+		return write ? HMR_OP_WRITE_MIDDLE : HMR_OP_SEND_MIDDLE;
+	return write ? (imm ? HMR_OP_WRITE_LAST_IMM : HMR_OP_WRITE_LAST) :
+		       (imm ? HMR_OP_SEND_LAST_IMM : HMR_OP_SEND_LAST);
+}
+
+/* Send packets @from .. the last of a SEND or WRITE message. */
+static int hmr_wire_send_msg(struct hmr_wire_op *op, u32 from)
+{
+	struct hmr_request *req = op->req;
+	struct hmr_qp *qp = op->qp;
+	u64 len = req->local->len;
+	u32 i;
+
+	for (i = from; i < op->npkts; i++) {
+		struct hmr_pkt pkt = {};
+		u64 off = (u64)i * op->mtu;
+		bool last = i == op->npkts - 1;
+		int ret;
+
+		hmr_wire_pkt_init(&pkt, hmr_wire_msg_opcode(req->opcode, i, op->npkts),
+				  qp->attr.dest_qp_num, hmr_psn_add(op->first, i),
+				  min_t(u64, op->mtu, len - off));
+		pkt.ackreq = last;
+		pkt.solicited = last && req->solicited;
+		pkt.imm = req->imm;
+		pkt.va = req->remote_addr;
+		pkt.rkey = req->rkey;
+		pkt.dmalen = len;
+		ret = hmr_wire_send(qp, &qp->wire.path, &pkt, req->local, off);
+		if (ret == -EFAULT || ret == -ENOMEM)
+			return IB_WC_LOC_PROT_ERR;
+	}
+	return 0;
+}
+
+/* Send a READ request for what is not placed yet, or an atomic request. */
+static int hmr_wire_send_one(struct hmr_wire_op *op)
+{
+	struct hmr_request *req = op->req;
+	struct hmr_qp *qp = op->qp;
+	struct hmr_pkt pkt = {};
+	u64 skip = (u64)op->done * op->mtu;
+
+	if (req->opcode == IB_UVERBS_WR_RDMA_READ) {
+		hmr_wire_pkt_init(&pkt, HMR_OP_READ_REQUEST, qp->attr.dest_qp_num,
+				  hmr_psn_add(op->first, op->done), 0);
+		pkt.va = req->remote_addr + skip;
+		pkt.rkey = req->rkey;
+		pkt.dmalen = req->local->len - skip;
+	} else {
+		bool cas = req->opcode == IB_UVERBS_WR_ATOMIC_CMP_AND_SWP;
+
+		hmr_wire_pkt_init(&pkt, cas ? HMR_OP_CMP_SWAP : HMR_OP_FETCH_ADD,
+				  qp->attr.dest_qp_num, op->first, 0);
+		pkt.va = req->remote_addr;
+		pkt.rkey = req->rkey;
+		pkt.swap_add = cas ? req->swap : req->compare_add;
+		pkt.compare = cas ? req->compare_add : 0;
+	}
+	pkt.ackreq = true;
+	return hmr_wire_send(qp, &qp->wire.path, &pkt, NULL, 0) == -ENOMEM ?
+	       IB_WC_LOC_QP_OP_ERR : 0;
+}
+
+static int hmr_wire_send_req(struct hmr_wire_op *op)
+{
+	u32 opcode = op->req->opcode;
+
+	if (opcode == IB_UVERBS_WR_SEND || opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
+	    hmr_wire_is_write(opcode))
+		return hmr_wire_send_msg(op, op->done);
+	return hmr_wire_send_one(op);
+}
+
+static int hmr_wire_nak_status(u8 syndrome)
+{
+	switch (syndrome) {
+	case HMR_AETH_NAK_INV:
+		return IB_WC_REM_INV_REQ_ERR;
+	case HMR_AETH_NAK_ACC:
+		return IB_WC_REM_ACCESS_ERR;
+	default:
+		return IB_WC_REM_OP_ERR;
+	}
+}
+
+/* An ACK, RNR NAK or NAK for packet @d of the request (@d in range). */
+static int hmr_wire_aeth(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
+{
+	switch (HMR_AETH_TYPE(pkt->syndrome)) {
+	case HMR_AETH_TYPE_ACK:
+		if (pkt->opcode != HMR_OP_ACK || op->req->opcode == IB_UVERBS_WR_RDMA_READ)
+			return HMR_WIRE_MORE;
+		op->done = max(op->done, d + 1);
+		return op->done == op->npkts ? IB_WC_SUCCESS : HMR_WIRE_MORE;
+	case HMR_AETH_TYPE_RNR:
+		hmr_wire_count(op->qp, HMR_WIRE_RNR_RCVD, 1);
+		op->req->rnr_timer = pkt->syndrome & 0x1f;
+		return HMR_RESP_RNR;
+	case HMR_AETH_TYPE_NAK:
+		if (pkt->syndrome != HMR_AETH_NAK_PSN)
+			return hmr_wire_nak_status(pkt->syndrome);
+		op->done = d;	/* everything before the PSN it names arrived */
+		return HMR_WIRE_RESEND;
+	default:
+		return HMR_WIRE_MORE;
+	}
+}
+
+/* A READ response packet @d: placed in order, or dropped (the timeout asks again). */
+static int hmr_wire_read_resp(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
+{
+	u64 len = op->req->local->len, off = (u64)d * op->mtu;
+	u32 want = min_t(u64, op->mtu, len - off);
+	bool last = d == op->npkts - 1;
+
+	if (d != op->done || pkt->paylen != want || !!(pkt->flags & HMR_PF_LAST) != last)
+		return HMR_WIRE_MORE;
+	if (want && hmr_sgl_rw_at(op->req->local, off, pkt->payload, want, true))
+		return IB_WC_LOC_PROT_ERR;
+	op->done++;
+	return last ? IB_WC_SUCCESS : HMR_WIRE_MORE;
+}
+
+/* One packet for the requester: what it means for the request in flight. */
+static int hmr_wire_response(struct hmr_wire_op *op, struct hmr_pkt *pkt)
+{
+	s32 d = hmr_psn_diff(pkt->psn, op->first);
+	bool read = op->req->opcode == IB_UVERBS_WR_RDMA_READ;
+
+	if (d < 0 || d >= op->npkts)
+		return HMR_WIRE_MORE;	/* for an earlier request, or not ours at all */
+	if ((pkt->flags & HMR_PF_AETH) && HMR_AETH_TYPE(pkt->syndrome) != HMR_AETH_TYPE_ACK)
+		return hmr_wire_aeth(op, pkt, d);
+	if (pkt->opcode >= HMR_OP_READ_RESP_FIRST && pkt->opcode <= HMR_OP_READ_RESP_ONLY)
+		return read ? hmr_wire_read_resp(op, pkt, d) : HMR_WIRE_MORE;
+	if (pkt->opcode == HMR_OP_ATOMIC_ACK) {
+		if (read || op->req->opcode == IB_UVERBS_WR_SEND ||
+		    op->req->opcode == IB_UVERBS_WR_SEND_WITH_IMM || hmr_wire_is_write(op->req->opcode))
+			return HMR_WIRE_MORE;
+		return hmr_sgl_rw_at(op->req->local, 0, &pkt->orig, sizeof(u64), true) ?
+		       IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;
+	}
+	return hmr_wire_aeth(op, pkt, d);
+}
+
+/* Take the responses queued for the QP until the request's outcome, or until @deadline. */
+static int hmr_wire_collect(struct hmr_wire_op *op, unsigned long deadline)
+{
+	struct hmr_qp *qp = op->qp;
+	struct sk_buff *skb;
+
+	for (;;) {
+		long left = (long)(deadline - jiffies);
+		struct hmr_pkt pkt;
+		int ret;
+
+		skb = skb_dequeue(&qp->wire.rx);
+		if (!skb) {
+			if (left <= 0)
+				return -ETIMEDOUT;
+			wait_event_timeout(qp->wire.wait, !skb_queue_empty(&qp->wire.rx) ||
+					   READ_ONCE(qp->wire.stop), left);
+			if (READ_ONCE(qp->wire.stop))
+				return IB_WC_WR_FLUSH_ERR;
+			continue;
+		}
+		ret = hmr_net_parse(skb, &pkt) ? HMR_WIRE_MORE : hmr_wire_response(op, &pkt);
+		kfree_skb(skb);
+		if (ret != HMR_WIRE_MORE)
+			return ret;
+	}
+}
+
+/* The local ACK timeout: 4.096 us * 2^timeout (0: none, wait a second at a time). */
+static unsigned long hmr_wire_timeout(struct hmr_qp *qp)
+{
+	u8 t = qp->attr.timeout;
+	u64 ms = t ? (4096ULL << t) / 1000000 : 1000;
+
+	return msecs_to_jiffies(max_t(u64, ms, HMR_WIRE_MIN_TIMEOUT_MS));
+}
+
+/* Send the request, and again after timeouts and NAKs, until its outcome. */
+static int hmr_wire_run(struct hmr_wire_op *op)
+{
+	struct hmr_qp *qp = op->qp;
+	int ret;
+
+	for (;;) {
+		ret = hmr_wire_send_req(op);
+		if (ret)
+			return ret;
+		ret = hmr_wire_collect(op, jiffies + hmr_wire_timeout(qp));
+		if (ret == HMR_WIRE_RESEND) {
+			hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->npkts - op->done);
+			continue;
+		}
+		if (ret != -ETIMEDOUT)
+			return ret;
+		hmr_wire_count(qp, HMR_WIRE_TIMEOUTS, 1);
+		if (qp->attr.timeout && !qp->retry_left)
+			return IB_WC_RETRY_EXC_ERR;
+		if (qp->attr.timeout)
+			qp->retry_left--;
+		hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->npkts - op->done);
+	}
+}
+
+/* A UD send: one packet, best effort. */
+static int hmr_wire_ud(struct hmr_qp *qp, struct hmr_request *req)
+{
+	const struct hmr_ud_av *av = req->ud;
+	struct hmr_pkt pkt = {};
+	struct hmr_path path;
+	int ret;
+
+	if (hmr_wire_path(qp, (const union ib_gid *)av->dgid, av->sgid_index, 0, 0, 0, &path))
+		return IB_WC_LOC_QP_OP_ERR;
+	if (req->local->len > hmr_wire_mtu(qp))
+		return IB_WC_LOC_LEN_ERR;
+	hmr_wire_pkt_init(&pkt, HMR_OP_UD | (hmr_wire_has_imm(req->opcode) ?
+			  HMR_OP_SEND_ONLY_IMM : HMR_OP_SEND_ONLY),
+			  av->dest_qpn & HMR_PSN_MASK24, qp->wire.sq_psn, req->local->len);
+	qp->wire.sq_psn = hmr_psn_add(qp->wire.sq_psn, 1);
+	pkt.solicited = req->solicited;
+	pkt.imm = req->imm;
+	pkt.qkey = av->qkey & 0x80000000u ? qp->attr.qkey : av->qkey;
+	pkt.src_qpn = qp->ibqp.qp_num;
+	ret = hmr_wire_send(qp, &path, &pkt, req->local, 0);
+	return ret == -EFAULT ? IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;
+}
+
+static u32 hmr_div_round_up_or_1(u64 len, u32 mtu)
+{
+	return len ? DIV_ROUND_UP_ULL(len, mtu) : 1;
+}
+
+static int hmr_wire_execute(struct hmr_request *req)
+{
+	struct hmr_qp *qp = req->src;
+	struct hmr_wire_op op = { .qp = qp, .req = req, .mtu = hmr_wire_mtu(qp) };
+	int ret;
+
+	if (req->ud ? hmr_gid_is_local((const union ib_gid *)req->ud->dgid) : qp->wire.local)
+		return hmr_loopback_transport.execute(req);
+	if (req->ud)
+		return hmr_wire_ud(qp, req);
+	if (qp->ibqp.qp_type != IB_QPT_RC)
+		return IB_WC_LOC_QP_OP_ERR;	/* XRC goes no further than this kernel */
+	switch (req->opcode) {
+	case IB_UVERBS_WR_SEND:
+	case IB_UVERBS_WR_SEND_WITH_IMM:
+	case IB_UVERBS_WR_RDMA_WRITE:
+	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+	case IB_UVERBS_WR_RDMA_READ:
+		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
+		break;
+	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
+	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+		op.npkts = 1;
+		break;
+	default:
+		return IB_WC_LOC_QP_OP_ERR;	/* FLUSH and ATOMIC WRITE stay on this kernel */
+	}
+	op.first = qp->wire.sq_psn;
+	ret = hmr_wire_run(&op);
+	if (ret == IB_WC_SUCCESS)
+		qp->wire.sq_psn = hmr_psn_add(op.first, op.npkts);
+	return ret;
+}
+
+const struct hmr_transport_ops hmr_wire_transport = {
+	.execute = hmr_wire_execute,
+	.deferred = true,
+};
+
+/*
+ * A packet arrived for @hdev (process context): responses go to the waiting requester,
+ * requests to the responder. Consumes @skb.
+ */
+void hmr_wire_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
+{
+	struct hmr_qp *qp = hmr_qp_get(hdev, pkt->qpn);
+
+	if (!qp || qp->transport != &hmr_wire_transport) {
+		atomic64_inc(&hdev->wire_cnt[HMR_WIRE_DROPPED]);
+		kfree_skb(skb);
+		goto out;
+	}
+	atomic64_inc(&hdev->wire_cnt[HMR_WIRE_RCVD]);
+	if (pkt->flags & HMR_PF_RESP) {
+		skb_queue_tail(&qp->wire.rx, skb);
+		wake_up(&qp->wire.wait);
+	} else {
+		hmr_wire_resp_rx(qp, skb, pkt);
+	}
+out:
+	if (qp)
+		hmr_qp_put(qp);
+}
+
+void hmr_wire_qp_init(struct hmr_qp *qp)
+{
+	skb_queue_head_init(&qp->wire.rx);
+	init_waitqueue_head(&qp->wire.wait);
+}
+
+/* Back to RESET, or new PSNs: forget responses and the responder's progress. */
+void hmr_wire_qp_reset(struct hmr_qp *qp)
+{
+	skb_queue_purge(&qp->wire.rx);
+	qp->wire.sq_psn = qp->attr.sq_psn;
+	qp->wire.epsn = qp->attr.rq_psn;
+	hmr_wire_resp_release(qp);
+}
+
+/* The QP is being destroyed: a requester waiting for the network gives up now. */
+void hmr_wire_qp_stop(struct hmr_qp *qp)
+{
+	WRITE_ONCE(qp->wire.stop, true);
+	wake_up(&qp->wire.wait);
+}
+
+/* Nothing runs on the QP any more: free what the transport kept. */
+void hmr_wire_qp_destroy(struct hmr_qp *qp)
+{
+	skb_queue_purge(&qp->wire.rx);
+	hmr_wire_resp_release(qp);
+	kfree(qp->wire.sgl);
+}
