@@ -1,0 +1,154 @@
+"""Run a pytest suite inside lab guests (tests/lab/run-guest) and bring its results to the host.
+
+Shared by tests/test_guest.py (tests/guest, one guest per kernel) and tests/test_peer.py
+(tests/peer, two-guest runs). The guest's pytest writes a JUnit XML file into the checkout
+(shared with the guest); every test case in it becomes one host test with the same outcome, and
+the run's own health (kernel logs free of WARN/BUG/oops, modules unloaded, no lab failure) one
+more.
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+import warnings
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_GUEST = os.path.join(ROOT, "tests/lab/run-guest")
+
+# What run-guest counts as a kernel problem (tests/lab/run-guest's splat pattern).
+SPLAT = re.compile(r"WARNING: |BUG: |Oops|kernel BUG at|general protection fault|UBSAN:|KASAN:"
+                   r"|Kernel panic|Call Trace:")
+MEANING = {124: "timeout", 125: "lab failure (setup, teardown/unload, or no status)",
+           126: "kernel WARN/BUG/oops in the log"}
+
+
+class Suite:
+    """One guest suite run: @label names its host tests ("<label>:<guest test>"), @title it in
+    messages, @run_args go to run-guest before `--`, @tests is the guest-side pytest path,
+    @logs the build/lab/last-* link to its run directory, @consoles the kernel logs in that."""
+
+    def __init__(self, label, title, run_args, tests, logs, consoles=("console.log",)):
+        self.label, self.title, self.run_args, self.tests = label, title, run_args, tests
+        self.logs, self.consoles = logs, consoles
+        self.junit = os.path.join(ROOT, "build", "lab", f"junit-{label}.xml")
+        self.result = None  # (exit status, cases, evidence, first try's evidence or None)
+
+    def once(self):
+        """One run-guest: (exit status, test cases, its last lines, the kernel logs)."""
+        if os.path.exists(self.junit):
+            os.unlink(self.junit)
+        cmd = [RUN_GUEST, *self.run_args, "--", "python3", "-m", "pytest", "-ra", "-v",
+               self.tests, f"--junitxml={self.junit}", "-o", "junit_family=xunit1"]
+        sys.stderr.write(f"\n[{self.title}] {' '.join(cmd)}\n")
+        sys.stderr.flush()
+        # Streamed as it comes; the last lines are kept for the failure message, so a CI log
+        # that shows only the failures still says what the lab or the guest printed last.
+        tail = collections.deque(maxlen=40)
+        with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as p:
+            for line in p.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line)
+        self.after_run()
+        # Read now: later host tests boot guests of their own and move the last-* link.
+        return p.returncode, self.cases(), "".join(tail), [self.console(c) for c in self.consoles]
+
+    def after_run(self):
+        """Hook: what to print from the run directory right after the run."""
+
+    def run_dir(self):
+        return os.path.realpath(os.path.join(ROOT, "build", "lab", self.logs))
+
+    def cases(self):
+        cases = []
+        if os.path.exists(self.junit):
+            for tc in ET.parse(self.junit).getroot().iter("testcase"):
+                name = f"{tc.get('classname', '')}::{tc.get('name')}"
+                outcome, msg = "passed", ""
+                for child in tc:
+                    if child.tag in ("failure", "error"):
+                        outcome = "failed"
+                        msg = (child.get("message", "") + "\n" + (child.text or "")).strip()
+                    elif child.tag == "skipped" and outcome == "passed":
+                        outcome, msg = "skipped", child.get("message", "")
+                cases.append((name, outcome, msg))
+        return cases
+
+    def console(self, name):
+        path = os.path.join(self.run_dir(), name)
+        if not os.path.exists(path):
+            return path, ""
+        with open(path, errors="replace") as f:
+            return path, f.read()
+
+    def run(self, config):
+        """The suite's results, run once per host session. A lab failure that brought no
+        results back, with kernel logs clean or broken before hmr.ko was loaded (the lab, not
+        the code under test), is run once more; the first try's evidence is kept, and
+        check_clean() warns with it."""
+        if self.result:
+            return self.result
+        capman = config.pluginmanager.getplugin("capturemanager")
+        first = None
+        with capman.global_and_fixture_disabled():
+            rc, cases, tail, consoles = self.once()
+            if rc == 125 and not cases and all(before_hmr(text) for _, text in consoles):
+                first = evidence(tail, consoles)
+                sys.stderr.write(f"\n[{self.title}] lab failure without results, before hmr.ko "
+                                 f"was loaded: running the guest once more{first}\n")
+                rc, cases, tail, consoles = self.once()
+        self.result = (rc, cases, evidence(tail, consoles), first)
+        return self.result
+
+    def check_clean(self, config):
+        """The run itself: tests ran, kernel logs clean, modules unloaded, no timeout."""
+        rc, cases, ev, first = self.run(config)
+        if first:
+            warnings.warn(f"[{self.title}] the first guest run was a lab failure without "
+                          f"results (run again):{first}")
+        assert cases, f"no guest test results came back (run-guest exit {rc}){ev}"
+        failed = any(c[1] == "failed" for c in cases)
+        assert rc == 0 or (rc == 1 and failed), \
+            f"run-guest exit {rc}: {MEANING.get(rc, 'unexpected')}{ev}"
+
+
+def before_hmr(console):
+    """True when the kernel log is clean, or its first splat came before hmr.ko was loaded (a
+    boot-time crash of the emulated machine, such as an int3 oops from text patching under
+    TCG while a CPU comes up, seen once in sched_clock_cpu): nothing of the project ran yet."""
+    splat = SPLAT.search(console)
+    return not splat or "hmr: " not in console[:splat.start()]
+
+
+def evidence(tail, consoles):
+    """What the run printed last, and the end of each guest kernel's console log."""
+    text = f"\n--- the last lines run-guest printed:\n{tail}"
+    for path, console in consoles:
+        if console:
+            text += f"\n--- the end of {path}:\n" + "".join(console.splitlines(True)[-30:])
+    return text
+
+
+def parametrize_cases(metafunc, fixture, suites):
+    """Parametrize @fixture with (suite label, case name, outcome, message) of every case of
+    @suites (running them)."""
+    params, ids = [], []
+    for suite in suites:
+        _, cases, _, _ = suite.run(metafunc.config)
+        for name, outcome, msg in cases:
+            params.append((suite.label, name, outcome, msg))
+            ids.append(f"{suite.label}:{name}")
+    metafunc.parametrize(fixture, params, ids=ids)
+
+
+def report_case(case):
+    label, name, outcome, msg = case
+    if outcome == "skipped":
+        pytest.skip(f"[{label}] {msg}")
+    if outcome == "failed":
+        pytest.fail(f"[{label}] {name}\n{msg}", pytrace=False)
