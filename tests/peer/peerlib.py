@@ -208,7 +208,13 @@ def odp_pair(flag, rc_caps, implicit=False):
     side's device has it (only an rxe device may lack it)."""
     args = {s: odp_args(s, flag, rc_caps, implicit) for s in SIDES}
     if not args["self"] and not args["peer"]:
-        pytest.skip(f"{DEVICE['self']} and {DEVICE['peer']} have no ODP "
-                    f"({', '.join(sorted(rc_caps))}{', implicit' if implicit else ''}) on "
-                    f"{os.uname().release}")
+        pytest.skip(f"{' and '.join(f'{DEVICE[s]} of {release(s)}' for s in SIDES)} have no ODP "
+                    f"({', '.join(sorted(rc_caps))}{', implicit' if implicit else ''})")
     return args
+
+
+def release(side):
+    """The kernel release of @side (run-guest --peer-kernel may differ from --kernel)."""
+    if ("release", side) not in _cache:
+        _cache["release", side] = run(side, ["uname", "-r"]).stdout.strip()
+    return _cache["release", side]
