@@ -38,7 +38,7 @@
 #define HMR_MAX_CQE		(1 << 14)
 #define HMR_MAX_MR		(1 << 16)
 #define HMR_MAX_PD		(1 << 16)
-#define HMR_MAX_RD_ATOM		16
+#define HMR_MAX_RD_ATOM		128	/* as rxe: perftest asks its peer's value */
 #define HMR_MAX_INLINE		256
 #define HMR_MAX_SRQ		(1 << 14)
 #define HMR_MAX_SRQ_WR		HMR_MAX_QP_WR

@@ -297,14 +297,28 @@ static int hmr_wire_response(struct hmr_wire_op *op, struct hmr_pkt *pkt)
 	return hmr_wire_aeth(op, pkt, d);
 }
 
-/* Take the responses queued for the QP until the request's outcome, or until @deadline. */
-static int hmr_wire_collect(struct hmr_wire_op *op, unsigned long deadline)
+/* The local ACK timeout: 4.096 us * 2^timeout (0: none, wait a second at a time). */
+static unsigned long hmr_wire_timeout(struct hmr_qp *qp)
+{
+	u8 t = qp->attr.timeout;
+	u64 ms = t ? (4096ULL << t) / 1000000 : 1000;
+
+	return msecs_to_jiffies(max_t(u64, ms, HMR_WIRE_MIN_TIMEOUT_MS));
+}
+
+/*
+ * Take the responses queued for the QP until the request's outcome, or until the ACK timer
+ * expires: it runs from the send, and starts again whenever a response makes progress.
+ */
+static int hmr_wire_collect(struct hmr_wire_op *op)
 {
 	struct hmr_qp *qp = op->qp;
+	unsigned long deadline = jiffies + hmr_wire_timeout(qp);
 	struct sk_buff *skb;
 
 	for (;;) {
 		long left = (long)(deadline - jiffies);
+		u32 done = op->done;
 		struct hmr_pkt pkt;
 		int ret;
 
@@ -322,16 +336,9 @@ static int hmr_wire_collect(struct hmr_wire_op *op, unsigned long deadline)
 		kfree_skb(skb);
 		if (ret != HMR_WIRE_MORE)
 			return ret;
+		if (op->done != done)
+			deadline = jiffies + hmr_wire_timeout(qp);
 	}
-}
-
-/* The local ACK timeout: 4.096 us * 2^timeout (0: none, wait a second at a time). */
-static unsigned long hmr_wire_timeout(struct hmr_qp *qp)
-{
-	u8 t = qp->attr.timeout;
-	u64 ms = t ? (4096ULL << t) / 1000000 : 1000;
-
-	return msecs_to_jiffies(max_t(u64, ms, HMR_WIRE_MIN_TIMEOUT_MS));
 }
 
 /* Send the request, and again after timeouts and NAKs, until its outcome. */
@@ -344,7 +351,7 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 		ret = hmr_wire_send_req(op);
 		if (ret)
 			return ret;
-		ret = hmr_wire_collect(op, jiffies + hmr_wire_timeout(qp));
+		ret = hmr_wire_collect(op);
 		if (ret == HMR_WIRE_RESEND) {
 			hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->npkts - op->done);
 			continue;

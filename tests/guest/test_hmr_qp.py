@@ -172,9 +172,9 @@ def test_cur_state_must_match(res):
 @pytest.mark.parametrize("stage,field,value", [
     ("init", "pkey_index", 1), ("init", "qp_access_flags", 1 << 12),
     ("rtr", "path_mtu", 0), ("rtr", "path_mtu", 6), ("rtr", "dest_qp_num", 1 << 24),
-    ("rtr", "min_rnr_timer", 32), ("rtr", "max_dest_rd_atomic", 17),
+    ("rtr", "min_rnr_timer", 32), ("rtr", "max_dest_rd_atomic", 129),
     ("rts", "timeout", 32), ("rts", "retry_cnt", 8), ("rts", "rnr_retry", 8),
-    ("rts", "max_rd_atomic", 17),
+    ("rts", "max_rd_atomic", 129),
 ])
 def test_bad_attribute_values(res, stage, field, value):
     qp, peer = res.qp(), res.qp()
