@@ -61,4 +61,12 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #include <asm/unaligned.h>
 #endif
 
+/* UDP tunnel sockets are set up and released by their struct sock since 7.x, not the socket. */
+#include <net/udp_tunnel.h>
+#ifdef HMR_HAVE_UDP_TUNNEL_SK
+#define hmr_udp_tunnel_sock(sock)	((sock)->sk)
+#else
+#define hmr_udp_tunnel_sock(sock)	(sock)
+#endif
+
 #endif /* HMR_COMPAT_H */

@@ -21,7 +21,6 @@
 #include <net/addrconf.h>
 #include <net/ip.h>
 #include <net/ip6_route.h>
-#include <net/ipv6_stubs.h>
 #include <net/route.h>
 #include <net/udp_tunnel.h>
 
@@ -157,7 +156,7 @@ static struct socket *hmr_sock_open(bool ipv6)
 	ret = udp_sock_create(&init_net, &cfg, &sock);
 	if (ret)
 		return ERR_PTR(ret);
-	setup_udp_tunnel_sock(&init_net, sock, &tcfg);
+	setup_udp_tunnel_sock(&init_net, hmr_udp_tunnel_sock(sock), &tcfg);
 	return sock;
 }
 
@@ -179,7 +178,7 @@ int hmr_net_get(struct net_device *ndev)
 	hmr_net.sk6 = IS_ENABLED(CONFIG_IPV6) ? hmr_sock_open(true) : NULL;
 	if (IS_ERR(hmr_net.sk6)) {
 		ret = PTR_ERR(hmr_net.sk6);
-		udp_tunnel_sock_release(hmr_net.sk4);
+		udp_tunnel_sock_release(hmr_udp_tunnel_sock(hmr_net.sk4));
 		goto err;
 	}
 	goto out_unlock;
@@ -203,8 +202,8 @@ void hmr_net_put(struct net_device *ndev)
 	mutex_lock(&hmr_net.lock);
 	if (!--hmr_net.users) {
 		if (hmr_net.sk6)
-			udp_tunnel_sock_release(hmr_net.sk6);
-		udp_tunnel_sock_release(hmr_net.sk4);
+			udp_tunnel_sock_release(hmr_udp_tunnel_sock(hmr_net.sk6));
+		udp_tunnel_sock_release(hmr_udp_tunnel_sock(hmr_net.sk4));
 		hmr_net.sk4 = NULL;
 		hmr_net.sk6 = NULL;
 	}
@@ -250,7 +249,7 @@ static struct dst_entry *hmr_route(struct hmr_dev *hdev, const struct hmr_path *
 		memcpy(&fl6.daddr, path->dgid, 16);
 		if (!hmr_net.sk6)
 			return NULL;
-		dst = ipv6_stub->ipv6_dst_lookup_flow(&init_net, hmr_net.sk6->sk, &fl6, NULL);
+		dst = ip6_dst_lookup_flow(&init_net, hmr_net.sk6->sk, &fl6, NULL);
 		if (IS_ERR(dst))
 			return NULL;
 		if (dst->error) {
