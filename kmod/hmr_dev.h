@@ -53,6 +53,7 @@ enum {
 	HMR_WIRE_RNR_SENT,		/* RNR NAKs sent */
 	HMR_WIRE_RNR_RCVD,		/* RNR NAKs received */
 	HMR_WIRE_DUP,			/* duplicate requests answered */
+	HMR_WIRE_NAK_SENT,		/* NAKs sent: invalid request, remote access or operation */
 	HMR_WIRE_DROPPED,		/* received packets dropped: no QP, wrong state or address */
 	HMR_WIRE_NUM
 };

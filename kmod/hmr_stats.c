@@ -60,6 +60,7 @@ static struct rdma_stat_desc hmr_port_descs[HMR_PORT_CNT_NUM] = {
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_RNR_SENT] = { .name = "send_rnr_err" },
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_RNR_RCVD] = { .name = "rcvd_rnr_err" },
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_DUP] = { .name = "duplicate_request" },
+	[HMR_PORT_CNT_WIRE + HMR_WIRE_NAK_SENT] = { .name = "sent_naks" },
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_DROPPED] = { .name = "rcvd_pkts_dropped" },
 	[HMR_PORT_CNT_ICRC] = { .name = "rcvd_icrc_err" },
 	[HMR_PORT_CNT_RX_DROP] = { .name = "rcvd_pkts_refused" },

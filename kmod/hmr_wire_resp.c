@@ -384,6 +384,7 @@ static void hmr_wire_resp_rc(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		return;
 	}
 	if (ret) {
+		hmr_wire_resp_count(qp, HMR_WIRE_NAK_SENT);
 		hmr_wire_ack(qp, ret & 0xff, pkt->psn);
 		return;
 	}
