@@ -116,7 +116,7 @@ def pair_once(server_side, server_argv, client_argv, port, timeout):
                     not any(m in client.stdout + client.stderr for m in NO_CONNECT):
                 break
             time.sleep(1)
-        src, sout = server.wait(timeout)
+        src, sout = server.wait(60)  # its client is done: it ends now or hangs
     finally:
         server.kill()
     return client, src, sout
@@ -156,7 +156,7 @@ def gid_index(side):
     key = ("gid", side)
     if key not in _cache:
         port = f"/sys/class/infiniband/{DEVICE[side]}/ports/1"
-        r = run(side, ["sh", "-c", f"cd {port} && grep -s -H . gids/* gid_attrs/types/*"])
+        r = run(side, ["sh", "-c", f"cd {port} && grep -s -H . gids/* gid_attrs/types/*; true"])
         gids, types = {}, {}
         for line in r.stdout.splitlines():
             path, _, value = line.partition(":")
