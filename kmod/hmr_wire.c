@@ -40,6 +40,9 @@ MODULE_PARM_DESC(min_ack_timeout_ms, "Least local ACK timeout of the wire transp
 /* Headers a packet may carry beyond the payload: IPv6, UDP, BTH + RETH + ImmDt, ICRC. */
 #define HMR_WIRE_OVERHEAD	(40 + 8 + 32 + 4)
 
+/* Responses queued for one QP's requester at most (more are dropped and counted). */
+#define HMR_WIRE_RX_MAX		1024
+
 /* What the wait for responses ended with, besides an ib_wc_status / HMR_RESP_RNR. */
 #define HMR_WIRE_MORE		(-EINPROGRESS)	/* not yet: keep waiting */
 #define HMR_WIRE_RESEND		(-EAGAIN - 1000)	/* a NAK asked for packets again */
@@ -458,6 +461,12 @@ void hmr_wire_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
 	}
 	atomic64_inc(&hdev->wire_cnt[HMR_WIRE_RCVD]);
 	if (pkt->flags & HMR_PF_RESP) {
+		/* Bounded: a peer may send responses nobody waits for. */
+		if (skb_queue_len(&qp->wire.rx) >= HMR_WIRE_RX_MAX) {
+			atomic64_inc(&hdev->wire_cnt[HMR_WIRE_DROPPED]);
+			kfree_skb(skb);
+			goto out;
+		}
 		skb_queue_tail(&qp->wire.rx, skb);
 		wake_up(&qp->wire.wait);
 	} else {

@@ -9,6 +9,7 @@ accepts RC packets only from its QP's destination address.
 """
 import os
 import struct
+import sys
 import time
 
 import pytest
@@ -24,10 +25,8 @@ from pyverbs.mr import MR  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr  # noqa: E402
 
-try:  # rdma-core 56 has pyverbs.enums; 65 moved the verbs enums
-    import pyverbs.enums as e  # noqa: E402
-except ImportError:
-    import pyverbs.libibverbs_enums as e  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
+from test_hmr_util import e  # noqa: E402  (verbs enums of rdma-core 56 and 65 alike)
 
 SENDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_send.py")
 RQ_PSN = 100
@@ -152,6 +151,19 @@ def test_hostile_packet_is_dropped_or_naked_and_counted(target, case):
     assert after.get(counter, 0) > before.get(counter, 0), \
         f"{case}: {counter} did not rise ({before.get(counter)} -> {after.get(counter)})"
     assert target.memory() == bytes([FILL]) * MR_SIZE, f"{case}: memory changed"
+
+
+def test_responses_nobody_waits_for_are_bounded(target):
+    """1200 ACKs for a QP whose requester sends nothing: at most 1024 are kept, the rest are
+    dropped and counted (a peer cannot make hmr queue memory without bound)."""
+    ack = (bth(0x11, target.qp.qp_num, 5, ackreq=False) + struct.pack("!I", 0x1f000000)).hex()
+    before = counters()
+    for _ in range(6):  # in bursts the emulated link keeps whole
+        send(*[ack] * 200)
+    after = settle(before, "rcvd_pkts", want=1200, timeout=30)
+    got = after["rcvd_pkts"] - before["rcvd_pkts"]
+    assert got > 1100, f"only {got} of 1200 ACKs arrived"
+    assert after["rcvd_pkts_dropped"] - before["rcvd_pkts_dropped"] >= got - 1024
 
 
 def test_qp_still_works_after_the_hostile_packets(target):
