@@ -100,7 +100,8 @@ static void hmr_pkt_ext(struct hmr_pkt *pkt, u8 *p, bool write)
 	}
 	if (fl & HMR_PF_AETH) {
 		if (write) {
-			put_unaligned_be32((u32)pkt->syndrome << 24 | (pkt->msn & HMR_PSN_MASK24), p);
+			put_unaligned_be32((u32)pkt->syndrome << 24 |
+					   (pkt->msn & HMR_PSN_MASK24), p);
 		} else {
 			pkt->syndrome = p[0];
 			pkt->msn = get_unaligned_be32(p) & HMR_PSN_MASK24;

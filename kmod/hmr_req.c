@@ -389,8 +389,9 @@ void hmr_req_process(struct hmr_qp *qp)
 
 /*
  * The doorbell: small WQEs run in the caller's system call (latency), the rest in hmr_wq (all
- * of them when the transport waits for the network: ops.deferred). It never waits for qp->lock, which a long transfer in the work item holds: the work item then
- * runs again and takes the new WQEs.
+ * of them when the transport waits for the network: ops.deferred). It never waits for
+ * qp->lock, which a long transfer in the work item holds: the work item then runs again and
+ * takes the new WQEs.
  */
 void hmr_req_doorbell(struct hmr_qp *qp)
 {

@@ -126,7 +126,7 @@ void hmr_sgl_put(struct hmr_sgl *sgl)
 
 /* A remote buffer named by rkey, as a one-entry SGL. Caller holds qp->resp_lock. */
 int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
-			       int access, struct hmr_sgl *sgl)
+			int access, struct hmr_sgl *sgl)
 {
 	struct hmr_sge sge = { .addr = req->remote_addr, .length = len, .lkey = req->rkey };
 
@@ -144,7 +144,7 @@ int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 }
 
 void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
-				   enum ib_wc_status status, u32 opcode, u32 len)
+			    enum ib_wc_status status, u32 opcode, u32 len)
 {
 	struct hmr_cqe cqe = {
 		.wr_id = id,

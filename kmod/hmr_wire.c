@@ -299,8 +299,8 @@ static int hmr_wire_response(struct hmr_wire_op *op, struct hmr_pkt *pkt)
 	if (pkt->opcode >= HMR_OP_READ_RESP_FIRST && pkt->opcode <= HMR_OP_READ_RESP_ONLY)
 		return read ? hmr_wire_read_resp(op, pkt, d) : HMR_WIRE_MORE;
 	if (pkt->opcode == HMR_OP_ATOMIC_ACK) {
-		if (read || op->req->opcode == IB_UVERBS_WR_SEND ||
-		    op->req->opcode == IB_UVERBS_WR_SEND_WITH_IMM || hmr_wire_is_write(op->req->opcode))
+		if (op->req->opcode != IB_UVERBS_WR_ATOMIC_CMP_AND_SWP &&
+		    op->req->opcode != IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD)
 			return HMR_WIRE_MORE;
 		return hmr_sgl_rw_at(op->req->local, 0, &pkt->orig, sizeof(u64), true) ?
 		       IB_WC_LOC_PROT_ERR : IB_WC_SUCCESS;

@@ -259,7 +259,8 @@ static int hmr_wire_read_answer(struct hmr_qp *qp, struct hmr_pkt *req_pkt, u32 
 static int hmr_wire_resp_read(struct hmr_qp *qp, struct hmr_pkt *pkt)
 {
 	struct hmr_wire_res res = {
-		.valid = true, .psn = pkt->psn, .va = pkt->va, .rkey = pkt->rkey, .len = pkt->dmalen,
+		.valid = true, .psn = pkt->psn, .va = pkt->va, .rkey = pkt->rkey,
+		.len = pkt->dmalen,
 	};
 	u32 n = 1;
 	int ret;
