@@ -1,0 +1,216 @@
+"""Data over the wire transport between the two guests, checked byte for byte by wire_ops.py (a
+pyverbs program: the server, the responder whose memory is the target, on one guest; the client,
+the requester, on the other; both directions): every RC operation at the sizes around the path
+MTU and 1 MiB, with registered memory and with ODP on each side whose device has it, 64 MiB
+WRITE and READ, ODP targets whose memory is discarded, replaced or forked while data lands
+(--race), and IPv6 GIDs. Every run must end with both sides' exit status 0 and a JSON summary
+with no error, only IBV_WC_SUCCESS completions and the expected count of checked operations;
+every hmr device that took part must have sent and received packets (`rdma statistic show
+link DEV/1`: sent_pkts, rcvd_pkts).
+
+The helpers here (run_ops, counters, link_if, ...) serve test_peer_wire_faults.py and
+test_peer_zz_poweroff.py too.
+"""
+import json
+import os
+import time
+
+import pytest
+
+from peerlib import (DEVICE, SIDES, gid_index, next_port, odp_pair, other, pair_once, release,
+                     run)
+
+pytestmark = pytest.mark.skipif(os.environ.get("HMR_PEER") != "1",
+                                reason="runs in the first guest of a two-guest lab run")
+
+WIRE_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire_ops.py")
+OPS = ["send", "send_imm", "write", "write_imm", "read", "cas", "faa"]
+# The RC ODP capabilities an operation needs: the requester's and the responder's.
+ODP_CAPS = {"send": {"SUPPORT_SEND", "SUPPORT_RECV"}, "send_imm": {"SUPPORT_SEND", "SUPPORT_RECV"},
+            "write": {"SUPPORT_WRITE"}, "write_imm": {"SUPPORT_WRITE", "SUPPORT_RECV"},
+            "read": {"SUPPORT_READ"}, "cas": {"SUPPORT_ATOMIC"}, "faa": {"SUPPORT_ATOMIC"}}
+# wire_ops' default sizes: 0, 1, MTU-1, MTU, MTU+1, 4096, 1 MiB (7 of them).
+DEFAULT_SIZES = 7
+# Counters each transfer must raise on an hmr device; and what is shown when a run fails.
+MUST_RISE = ("sent_pkts", "rcvd_pkts")
+SHOWN = ("sent_pkts", "rcvd_pkts", "retry_pkts", "ack_timeouts", "rcvd_seq_err",
+         "duplicate_request", "out_of_seq_request", "completer_retry_err", "rcvd_rnr_err",
+         "send_rnr_err", "rcvd_pkts_dropped", "rcvd_icrc_err", "rcvd_pkts_refused",
+         "page_invalidations", "page_faults")
+
+
+def is_hmr(side):
+    return DEVICE[side].startswith("hmr")
+
+
+def counters(side):
+    """@side's device's port counters, from `rdma statistic show link DEV/1`."""
+    r = run(side, ["rdma", "statistic", "show", "link", f"{DEVICE[side]}/1"])
+    assert r.returncode == 0, f"rdma statistic on {side}: {r.stderr}"
+    words = r.stdout.split()
+    start = words.index(f"{DEVICE[side]}/1") + 1
+    return {words[i]: int(words[i + 1]) for i in range(start, len(words) - 1, 2)
+            if words[i + 1].isdigit()}
+
+
+def delta(before, after):
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def link_if(side):
+    """The name of @side's interface on the link (the one with its 192.0.2.x address)."""
+    key = "HMR_LINK_IF"
+    if side == "self" and os.environ.get(key):
+        return os.environ[key]
+    addr = {"self": "192.0.2.1", "peer": "192.0.2.2"}[side]
+    r = run(side, ["ip", "-o", "-4", "addr", "show"])
+    for line in r.stdout.splitlines():
+        if f" {addr}/" in line:
+            return line.split()[1]
+    raise AssertionError(f"no interface with {addr} on {side}:\n{r.stdout}{r.stderr}")
+
+
+def diagnostics():
+    """The link's state on both sides, for a failure's message: qdisc and interface counters,
+    UDP errors (a full socket buffer drops datagrams)."""
+    out = []
+    for side in SIDES:
+        dev = link_if(side)
+        r = run(side, ["sh", "-c", f"tc -s qdisc show dev {dev}; ip -s link show {dev}; "
+                       "grep '^Udp' /proc/net/snmp"])
+        out.append(f"--- {side} ({DEVICE[side]}, {dev}):\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
+
+
+def wire_argv(side, role, op, port, extra=()):
+    return ["python3", WIRE_OPS, role, "--op", op, "--dev", DEVICE[side], "--port", str(port),
+            "--gid-index", str(gid_index(side)), *extra]
+
+
+def summary(out):
+    """The JSON line wire_ops printed last in @out."""
+    lines = [line for line in out.splitlines() if line.startswith('{"role"')]
+    return json.loads(lines[-1]) if lines else None
+
+
+class Outcome:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def describe(self):
+        shown = {s: {k: v for k, v in self.delta[s].items() if k in SHOWN and v}
+                 for s in SIDES}
+        return (f"server on {self.server} ({DEVICE[self.server]}): {' '.join(self.server_argv)}\n"
+                f"client on {other(self.server)} ({DEVICE[other(self.server)]}): "
+                f"{' '.join(self.client_argv)}\n"
+                f"client exit {self.crc}, server exit {self.src} (None: still running) after "
+                f"{self.secs:.1f} s\n--- client:\n{self.cout}\n--- server:\n{self.sout}\n"
+                f"counters that moved: {shown}")
+
+
+def run_ops(op, server, extra=(), client_extra=(), server_extra=(), timeout=600):
+    """Run wire_ops with @op, the server on @server and the client on the other side; the
+    counters of both sides' devices before and after."""
+    port = next_port()
+    sargv = wire_argv(server, "server", op, port, [*extra, *server_extra])
+    cargv = wire_argv(other(server), "client", op, port, [*extra, *client_extra])
+    before = {s: counters(s) for s in SIDES}
+    t0 = time.monotonic()
+    client, src, sout = pair_once(server, sargv, cargv, port, timeout)
+    secs = time.monotonic() - t0
+    after = {s: counters(s) for s in SIDES}
+    return Outcome(server=server, server_argv=sargv, client_argv=cargv + [server],
+                   crc=client.returncode, src=src, cout=client.stdout + client.stderr, sout=sout,
+                   client=summary(client.stdout), srv=summary(sout), secs=secs,
+                   delta={s: delta(before[s], after[s]) for s in SIDES})
+
+
+def check(o, ops, server_ops=None):
+    """Both sides succeeded: exit 0, no error, only successful completions, @ops operations
+    checked by the client (@server_ops by the server: default the same); packets counted."""
+    msg = o.describe()
+    if o.crc != 0 or o.src != 0:
+        msg += "\n" + diagnostics()
+    assert o.crc == 0 and o.src == 0, msg
+    for name, s in (("client", o.client), ("server", o.srv)):
+        assert s and s["errors"] == 0 and s["error_list"] == [], f"{name}: {msg}"
+        assert set(s["statuses"]) <= {"IBV_WC_SUCCESS"}, f"{name}: {msg}"
+    assert o.client["ops"] == ops, msg
+    assert o.srv["ops"] == (ops if server_ops is None else server_ops), msg
+    for side in SIDES:
+        if is_hmr(side):
+            for name in MUST_RISE:
+                assert o.delta[side].get(name, 0) > 0, f"{DEVICE[side]} on {side}: {name} " \
+                    f"did not rise\n{msg}"
+    print(f"{o.client['op']} server on {o.server}: {o.client['ops']} ops, {o.client['bytes']} "
+          f"bytes in {o.secs:.1f} s (client {o.client['secs']} s)")
+
+
+def odp_opts(op):
+    """--odp for each side whose device has ODP for @op; skips when neither has it."""
+    return odp_pair("--odp", ODP_CAPS[op])
+
+
+@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("mode", ["mr", "odp"])
+@pytest.mark.parametrize("op", OPS)
+def test_op(op, mode, server):
+    """Every operation at the default sizes (atomics: 8 bytes), three iterations each."""
+    opts = odp_opts(op) if mode == "odp" else {s: [] for s in SIDES}
+    iters = 3
+    o = run_ops(op, server, ["--iters", str(iters)], client_extra=opts[other(server)],
+                server_extra=opts[server])
+    n = iters * (1 if op in ("cas", "faa") else DEFAULT_SIZES)
+    check(o, n)
+    assert o.client["odp"] == bool(opts[other(server)]) and o.srv["odp"] == bool(opts[server])
+
+
+# 64 MiB once each way of the data (1 GiB would take most of an hour at the few MB/s the link
+# carries under TCG: 64 MiB is 65536 packets of a 1024-byte path MTU, every page stamped).
+@pytest.mark.parametrize("op", ["write", "read"])
+def test_64_mib(op):
+    o = run_ops(op, "peer", ["--sizes", str(64 << 20), "--iters", "1"], timeout=1800)
+    check(o, 1)
+    assert o.client["bytes"] == 64 << 20, o.describe()
+
+
+# ODP targets that change under the transfer: MADV_DONTNEED, a new mapping in place (mmap
+# MAP_FIXED), fork children that write to every page; the server, whose memory is the target,
+# races. wire_ops sends every operation to a second, unchecked region too, which dontneed and
+# remap work on while data lands in it; fork works on both (it keeps every byte).
+@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("race", ["dontneed", "remap", "fork"])
+@pytest.mark.parametrize("op", ["write", "send"])
+def test_race(op, race, server):
+    opts = odp_opts(op)
+    if not opts[server]:
+        pytest.skip(f"{DEVICE[server]} of {release(server)} (the target) has no ODP for {op}")
+    iters, sizes = 4, "65536,1048576"
+    o = run_ops(op, server, ["--iters", str(iters), "--sizes", sizes],
+                client_extra=opts[other(server)],
+                server_extra=[*opts[server], "--race", race])
+    # the client counts both copies of each operation, the server the checked ones
+    check(o, 2 * 2 * iters, 2 * iters)
+    assert o.srv["race"] == race and o.srv["race_rounds"] >= 2 and not o.srv["race_failures"], \
+        o.describe()
+    if is_hmr(server):
+        assert o.delta[server].get("page_invalidations", 0) > 0, o.describe()
+    print(f"{race}: {o.srv['race_rounds']} rounds")
+
+
+def test_ipv6_gids():
+    """The RoCE v2 GIDs of the link's IPv6 addresses (fd00:2::1, fd00:2::2): IPv6/UDP packets."""
+    port = next_port()
+    argv = {s: ["python3", WIRE_OPS, role, "--op", "write", "--dev", DEVICE[s], "--port",
+                str(port), "--ipv6", "--iters", "2"]
+            for s, role in (("peer", "server"), ("self", "client"))}
+    before = {s: counters(s) for s in SIDES}
+    t0 = time.monotonic()
+    client, src, sout = pair_once("peer", argv["peer"], argv["self"], port, 600)
+    o = Outcome(server="peer", server_argv=argv["peer"], client_argv=argv["self"] + ["peer"],
+                crc=client.returncode, src=src, cout=client.stdout + client.stderr, sout=sout,
+                client=summary(client.stdout), srv=summary(sout), secs=time.monotonic() - t0,
+                delta={s: delta(before[s], counters(s)) for s in SIDES})
+    check(o, 2 * DEFAULT_SIZES)
+    assert o.client["gid"] == "fd00:0002:0000:0000:0000:0000:0000:0001", o.describe()
+    assert o.srv["gid"] == "fd00:0002:0000:0000:0000:0000:0000:0002", o.describe()
