@@ -36,6 +36,7 @@ class Suite:
         self.logs, self.consoles = logs, consoles
         self.junit = os.path.join(ROOT, "build", "lab", f"junit-{label}.xml")
         self.result = None  # (exit status, cases, evidence, first try's evidence or None)
+        self.dir = None
 
     def once(self):
         """One run-guest: (exit status, test cases, its last lines, the kernel logs)."""
@@ -48,12 +49,16 @@ class Suite:
         # Streamed as it comes; the last lines are kept for the failure message, so a CI log
         # that shows only the failures still says what the lab or the guest printed last.
         tail = collections.deque(maxlen=40)
+        self.dir = None
         with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace") as p:
             for line in p.stdout:
                 sys.stderr.write(line)
                 sys.stderr.flush()
                 tail.append(line)
+                m = self.dir is None and re.search(r"\] booting .*, logs in (/\S+)$", line)
+                if m:
+                    self.dir = m.group(1)
         self.after_run()
         # Read now: later host tests boot guests of their own and move the last-* link.
         return p.returncode, self.cases(), "".join(tail), [self.console(c) for c in self.consoles]
@@ -62,7 +67,9 @@ class Suite:
         """Hook: what to print from the run directory right after the run."""
 
     def run_dir(self):
-        return os.path.realpath(os.path.join(ROOT, "build", "lab", self.logs))
+        """This run's directory, as run-guest said; the last-* link (which a concurrent run of
+        the same kind moves) only if it did not say."""
+        return self.dir or os.path.realpath(os.path.join(ROOT, "build", "lab", self.logs))
 
     def cases(self):
         cases = []
