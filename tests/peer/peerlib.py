@@ -99,10 +99,11 @@ def wait_listening(server, port, timeout=90):
         while not listening(port) and not server.ended() and time.time() < end:
             time.sleep(0.1)
         return
-    # On the peer, one shell loop (not one hmr-peer round trip per look).
-    run("peer", ["sh", "-c", f'i=0; while [ $i -lt {timeout * 10} ] && '
+    # On the peer, one shell loop (not one hmr-peer round trip per look), bounded by the clock
+    # (each look starts processes: a good part of a second under TCG).
+    run("peer", ["bash", "-c", f'while [ $SECONDS -lt {timeout} ] && '
                  f'! [ -e /hmr-pipe/jobs/{server.job}/rc ] && '
-                 f'! ss -Hltn "sport = :{port}" | grep -q .; do i=$((i+1)); sleep 0.1; done'],
+                 f'! ss -Hltn "sport = :{port}" | grep -q .; do sleep 0.1; done'],
         timeout=timeout + 60)
 
 
