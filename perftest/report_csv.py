@@ -4,17 +4,25 @@ value (e.g. device + mode), the median of --value over repeated lines, its sprea
 
     report_csv.py FILE --rows op,bytes,state --cols device,mode --value median_ns --unit ns
                   [--scale 1000 --unit µs] [--ratio "hmr0 odp/rxe0 odp"] [--prefix NAME.]
+                  [--where KEY=VALUE] [--where KEY!=VALUE] [--ref "NAME:KEY=VALUE,..."]
 
 Used by perftest/run-bench for every table (perftest, registration, fault, fence, memcpy); runs
 by hand on any CSV in build/bench/, e.g. the registration table:
     report_csv.py build/bench/reg-7.2.csv --rows bytes --cols device,mode --value reg_ns \\
                   --scale 1000 --unit µs --ratio "hmr0 odp/rxe0 odp"
 
+--where KEY=VALUE (or KEY!=VALUE, repeatable) keeps only the lines that match as rows.
+--ref "NAME:KEY=VALUE,..." (before --where) takes the lines that match out of the rows and
+makes them a column group NAME beside the others, filled in every row whose `unit` column is
+theirs (the wire table: TCP throughput of the link beside RDMA bandwidth,
+`--ref "TCP:test=iperf3"`); ratios may name it.
 A cell shows the median, the spread ((max-min)/median) and n. A line whose value is not a
 number (a failed case) makes the cell say "not measured (N)", and footnote N below the table
 says why: the line's `note` column, else the value itself, else a field that starts with
-`error:` (hmr_regbench puts the errno of a failed registration in reg_ns). Infinite values
-(perftest prints "inf" for some runs) are left out. A row key named `bytes` prints as a size (4 KiB, 1 MiB). Each --ratio
+`error:` (hmr_regbench puts the errno of a failed registration in reg_ns); a cell with figures
+and such lines both is marked beside n, e.g. `2 (1)`: two runs counted, footnote 1 says why
+the others are not. Infinite values (perftest prints "inf" for some runs) are left out. A row
+key named `bytes` prints as a size (4 KiB, 1 MiB). Each --ratio
 A/B is the median of column group A over that of B (below 0.1 shown as 1/N; n/a where one
 has no figure; left out where the CSV has no line of A or B at all). Also prints every
 median as a `name value unit` line, named PREFIX + row keys + column group.
@@ -51,11 +59,38 @@ def main():
     ap.add_argument("--prefix", default="")
     ap.add_argument("--missing", default="",
                     help="why a cell with no line at all in the CSV was not measured")
+    ap.add_argument("--where", action="append", default=[],
+                    help="KEY=VALUE or KEY!=VALUE: only the lines that match")
+    ap.add_argument("--ref", action="append", default=[],
+                    help="'NAME:KEY=VALUE,...': the matching lines as column group NAME, "
+                         "beside every row of their unit")
     a = ap.parse_args()
     rows_k, cols_k = a.rows.split(","), [c for c in a.cols.split(",") if c]
     vals, rows, cols, notes = defaultdict(list), [], [], {}
+
+    def matches(rec, conds):
+        for cond in conds:
+            neg = "!=" in cond
+            k, _, v = cond.partition("!=" if neg else "=")
+            if (rec.get(k) == v) == neg:
+                return False
+        return True
+    refs = [(name, conds.split(",")) for name, _, conds in (x.partition(":") for x in a.ref)]
+    ref_vals, ref_unit, ref_notes = defaultdict(list), {}, {}
     with open(a.file) as f:
         for rec in csv.DictReader(f):
+            ref = next((name for name, conds in refs if matches(rec, conds)), None)
+            if ref is not None:
+                ref_unit[ref] = rec.get("unit", "")
+                try:
+                    v = float(rec[a.value]) / a.scale
+                    if math.isfinite(v):
+                        ref_vals[ref].append(v)
+                except ValueError:
+                    ref_notes[ref] = rec.get("note") or rec[a.value] or "failed"
+                continue
+            if not matches(rec, a.where):
+                continue
             r = tuple(rec[k] for k in rows_k)
             c = " ".join(rec[k] for k in cols_k) or a.value
             if r not in rows:
@@ -73,6 +108,19 @@ def main():
     if not rows:
         print(f"(not measured: {a.file} has no figures; the run above says why)")
         return
+    # a reference group is a column in the rows of its unit (every row if the CSV has no unit)
+    for name, _ in refs:
+        if name not in ref_vals and name not in ref_notes:
+            continue
+        cols.append(name)
+        for r in rows:
+            rec = dict(zip(rows_k, r))
+            if rec.get("unit", ref_unit.get(name)) != ref_unit.get(name):
+                notes[r, name] = ""  # not applicable: an empty cell
+            elif ref_vals.get(name):
+                vals[r, name] = ref_vals[name]
+            else:
+                notes[r, name] = ref_notes[name]
 
     def label(r):
         return " ".join(fmt_size(x) if k == "bytes" else x for k, x in zip(rows_k, r))
@@ -81,9 +129,12 @@ def main():
     a.ratio = [rt for rt in a.ratio if all(g in cols for g in rt.split("/"))]
     w = max([len(label(r)) for r in rows] + [len(" ".join(rows_k))])
     cw = {c: max(len(f"{c} {a.unit}"), 10) for c in cols}
+    # room for a footnote mark beside n where a cell has figures and failed lines both
+    marks = 4 if any(notes.get(k) and vals.get(k) for k in notes) else 0
+    cw = {c: cw[c] + marks for c in cw}
     head = f"{' '.join(rows_k):<{w}}"
     for c in cols:
-        head += f" | {c + ' ' + a.unit:>{cw[c]}} {'spread':>7} {'n':>2}"
+        head += f" | {c + ' ' + a.unit:>{cw[c] - marks}}{'':{marks}} {'spread':>7} {'n':>2}"
     for rt in a.ratio:
         head += f" | {rt:>10}"
     print(head)
@@ -93,6 +144,9 @@ def main():
         line, med = f"{label(r):<{w}}", {}
         for c in cols:
             v = vals.get((r, c))
+            if not v and notes.get((r, c)) == "":
+                line += f" | {'':>{cw[c] + 11}}"
+                continue
             if not v:
                 # no note: a tool that failed at a smaller size stops there (same reason)
                 note = f"{c}: {notes[r, c]}" if (r, c) in notes else last.get(c, "")
@@ -106,13 +160,19 @@ def main():
                 continue
             med[c] = statistics.median(v)
             sp = (max(v) - min(v)) / med[c] * 100 if med[c] else 0
-            line += f" | {med[c]:>{cw[c]}.1f} {sp:>6.1f}% {len(v):>2}"
+            mark = ""
+            if notes.get((r, c)):  # some runs counted, others failed: say why beside n
+                note = f"{c}: {notes[r, c]}"
+                if note not in why:
+                    why.append(note)
+                mark = f" ({why.index(note) + 1})"
+            line += f" | {med[c]:>{cw[c] - marks}.1f} {sp:>6.1f}% {len(v):>2}{mark:<{marks}}"
             named.append(f"{a.prefix}{'.'.join(r)}.{c.replace(' ', '.')} {med[c]:.1f} {a.unit}")
         for rt in a.ratio:
             num, den = rt.split("/")
             ok = med.get(num) and med.get(den)
             line += f" | {fmt_ratio(med[num] / med[den]) if ok else 'n/a':>{max(10, len(rt))}}"
-        print(line)
+        print(line.rstrip())
     for i, note in enumerate(why):
         print(f"({i + 1}) {note}")
     print()
