@@ -2,11 +2,15 @@
 """The benchmark goals (the benchmark issue), each computed from the CSVs in a results directory
 and printed as measured value, target and verdict -- never a target in place of a measurement.
 
-    goals.py [DIR] [--kernel K]      (DIR defaults to build/bench; K to 6.12)
+    goals.py [DIR] [--kernel K] [--only perftest|icount|wire]...
+                                     (DIR defaults to build/bench; K to 6.12; all stages)
 
 Ratios are taken within one guest configuration: registration, fault and per-operation cost
 from the instruction-clock guest of one kernel (hmr vs rxe ODP on 7.2, where rxe has ODP);
-bandwidth and its memcpy ceiling from the same 2-vCPU perftest guest.
+bandwidth and its memcpy ceiling from the same 2-vCPU perftest guest. The wire goals come from
+the two-guest pairs of kernel K (wire-K.csv): hmr↔hmr and rxe↔rxe are two pair boots of one
+run, and the link's TCP throughput is iperf3's in the hmr↔hmr boot. Each line ends with the
+figures its ratio is made of. --only: the goals of those stages (run-bench --only).
 """
 import argparse
 import csv
@@ -35,61 +39,104 @@ def med(rows, value, **match):
     return statistics.median(vals) if vals else None
 
 
-def goal(name, value, target, ok, unit="x"):
+def goal(name, value, target, ok, unit="x", parts=None, pu=""):
+    """One goal line; PARTS: the figures the ratio is made of, {label: value or None}, in unit
+    PU, printed after the verdict (a missing one says "none"; nothing when all are missing)."""
+    detail = ""
+    if parts and any(v is not None for v in parts.values()):
+        detail = " (" + ", ".join(f"{k} {'none' if v is None else f'{v:.1f}'}"
+                                  for k, v in parts.items()) + f" {pu})"
     if value is None:
-        print(f"{name:<58} {'not measured':>14}   target {target}")
+        print(f"{name:<58} {'not measured':>14}   target {target:<18}{detail}".rstrip())
         return
     verdict = "met" if ok(value) else "NOT met"
-    print(f"{name:<58} {value:>12.2f}{unit:>2}   target {target:<10} {verdict}")
+    print(f"{name:<58} {value:>12.2f}{unit:>2}   target {target:<10} {verdict:<7}{detail}".rstrip())
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", nargs="?", default="build/bench")
     ap.add_argument("--kernel", default="6.12")
+    ap.add_argument("--only", action="append", choices=["perftest", "icount", "wire"],
+                    help="the goals of these stages only (default: all)")
     a = ap.parse_args()
+    stages = set(a.only or ["perftest", "icount", "wire"])
     d, k = a.dir, a.kernel
     reg = load(f"{d}/reg-{k}.csv")
-    reg72 = load(f"{d}/reg-7.2.csv")
     fault = load(f"{d}/fault-{k}.csv")
     fault72 = load(f"{d}/fault-7.2.csv")
     perf = load(f"{d}/perftest-{k}.csv")
     memcpy = load(f"{d}/memcpy-smp-{k}.csv")
-    gib = 1 << 30
+    wire = load(f"{d}/wire-{k}.csv")
+    gib, mib = 1 << 30, 1 << 20
 
     def ratio(x, y):
         return x / y if x is not None and y else None
 
     print(f"Goals (kernel {k}; ODP comparisons on 7.2)")
+    if "icount" in stages:
+        icount_goals(reg, fault, fault72, ratio, gib)
+    if "perftest" in stages:
+        bw_hmr = med(perf, "value", device="hmr0", mode="pinned", test="ib_write_bw", bytes=mib)
+        bw_rxe = med(perf, "value", device="rxe0", mode="pinned", test="ib_write_bw", bytes=mib)
+        mc = med(memcpy, "mb_per_s", op="memcpy", bytes=mib)
+        goal("1 MiB WRITE bandwidth: hmr / memcpy", ratio(bw_hmr, mc), ">= 0.6",
+             lambda v: v >= 0.6, parts={"hmr": bw_hmr, "memcpy": mc}, pu="MB/s")
+        goal("1 MiB WRITE bandwidth: hmr / rxe", ratio(bw_hmr, bw_rxe), ">= 2",
+             lambda v: v >= 2, parts={"hmr": bw_hmr, "rxe": bw_rxe}, pu="MB/s")
+    if "wire" in stages:
+        wire_goals(wire, ratio, mib)
+
+
+def wire_goals(wire, ratio, mib):
+    """The two-guest goals: 1 MiB bandwidth (MiB/s) across the link, hmr↔hmr vs rxe↔rxe, vs the
+    link's TCP throughput, and hmr --odp vs pinned."""
+    def bw(link, mode, test):
+        return med(wire, "value", link=link, mode=mode, test=test, bytes=mib)
+    tcp = med(wire, "value", link="hmr↔hmr", mode="tcp", test="iperf3")
+    for test, op in (("ib_write_bw", "WRITE"), ("ib_read_bw", "READ")):
+        h, r = bw("hmr↔hmr", "pinned", test), bw("rxe↔rxe", "pinned", test)
+        goal(f"wire 1 MiB {op} bandwidth: hmr↔hmr / rxe↔rxe", ratio(h, r), ">= 2",
+             lambda v: v >= 2, parts={"hmr": h, "rxe": r}, pu="MiB/s")
+    for test, op in (("ib_write_bw", "WRITE"), ("ib_read_bw", "READ")):
+        h = bw("hmr↔hmr", "pinned", test)
+        goal(f"wire 1 MiB {op} bandwidth: hmr↔hmr / link TCP", ratio(h, tcp), ">= 0.8",
+             lambda v: v >= 0.8, parts={"hmr": h, "TCP": tcp}, pu="MiB/s")
+    for test, op in (("ib_write_bw", "WRITE"), ("ib_read_bw", "READ")):
+        o, p = bw("hmr↔hmr", "odp", test), bw("hmr↔hmr", "pinned", test)
+        goal(f"wire 1 MiB {op} bandwidth: hmr --odp / hmr pinned", ratio(o, p),
+             ">= 0.95", lambda v: v >= 0.95, parts={"odp": o, "pinned": p}, pu="MiB/s")
+
+
+def us(**ns):
+    """The figures of an instruction-clock goal: ns in, µs out."""
+    return {k: None if v is None else v / 1000 for k, v in ns.items()}
+
+
+def icount_goals(reg, fault, fault72, ratio, gib):
     rxe_pin_1g = med(reg, "reg_ns", device="rxe0", mode="pinned", bytes=gib)
     hmr_odp_1g = med(reg, "reg_ns", device="hmr0", mode="odp", bytes=gib)
     goal("register 1 GiB: rxe pinned / hmr ODP", ratio(rxe_pin_1g, hmr_odp_1g), ">= 1000",
-         lambda v: v >= 1000)
+         lambda v: v >= 1000, parts=us(rxe=rxe_pin_1g, hmr=hmr_odp_1g), pu="µs")
     hmr_odp_16g = med(reg, "reg_ns", device="hmr0", mode="odp", bytes=16 * gib)
     goal("register hmr ODP: 16 GiB / 1 GiB", ratio(hmr_odp_16g, hmr_odp_1g), "<= 1.5",
-         lambda v: v <= 1.5)
+         lambda v: v <= 1.5, parts=us(**{"16 GiB": hmr_odp_16g, "1 GiB": hmr_odp_1g}), pu="µs")
     odp_present = med(fault, "median_ns", device="hmr0", mode="odp", op="write", bytes=4096,
                       state="present")
     pin_present = med(fault, "median_ns", device="hmr0", mode="pinned", op="write", bytes=4096,
                       state="present")
     goal("4 KiB WRITE, pages present: hmr ODP / hmr non-ODP", ratio(odp_present, pin_present),
-         "<= 1.05", lambda v: v <= 1.05)
+         "<= 1.05", lambda v: v <= 1.05, parts=us(odp=odp_present, pinned=pin_present), pu="µs")
     rxe_present = med(fault, "median_ns", device="rxe0", mode="pinned", op="write", bytes=4096,
                       state="present")
     goal("4 KiB WRITE per-operation cost: hmr / rxe", ratio(pin_present, rxe_present), "<= 0.5",
-         lambda v: v <= 0.5)
+         lambda v: v <= 0.5, parts=us(hmr=pin_present, rxe=rxe_present), pu="µs")
     hmr_touch = med(fault72, "median_ns", device="hmr0", mode="odp", op="write", bytes=4096,
                     state="dropped")
     rxe_touch = med(fault72, "median_ns", device="rxe0", mode="odp", op="write", bytes=4096,
                     state="dropped")
     goal("first-touch 4 KiB WRITE (7.2): hmr ODP / rxe ODP", ratio(hmr_touch, rxe_touch),
-         "<= 0.5", lambda v: v <= 0.5)
-    bw_hmr = med(perf, "value", device="hmr0", mode="pinned", test="ib_write_bw", bytes=1 << 20)
-    bw_rxe = med(perf, "value", device="rxe0", mode="pinned", test="ib_write_bw", bytes=1 << 20)
-    mc = med(memcpy, "mb_per_s", op="memcpy", bytes=1 << 20)
-    goal("1 MiB WRITE bandwidth: hmr / memcpy", ratio(bw_hmr, mc), ">= 0.6",
-         lambda v: v >= 0.6)
-    goal("1 MiB WRITE bandwidth: hmr / rxe", ratio(bw_hmr, bw_rxe), ">= 2", lambda v: v >= 2)
+         "<= 0.5", lambda v: v <= 0.5, parts=us(hmr=hmr_touch, rxe=rxe_touch), pu="µs")
 
 
 if __name__ == "__main__":
