@@ -4,6 +4,7 @@
   fault-K.png  one WRITE/READ: dropped vs present pages, per device and mode (grouped bars)
   fence-K.png  fence p50/p99 per operation and device
   perftest-K.png  perftest medians per device and mode (pinned, odp)
+  wire-K.png   the two-guest link: perftest and iperf3 medians per case, one bar per pair
 Plots only what the CSVs hold; a missing CSV is skipped with a note.
 """
 import csv
@@ -104,6 +105,9 @@ def main(out):
         elif kind == "perftest":
             bars(path, png, ["test", "bytes"], ["device", "mode"], "value", 1,
                  "median (µs for latency, MB/s for bandwidth)", log=True)
+        elif kind == "wire":
+            bars(path, png, ["test", "bytes", "mode"], ["link"], "value", 1,
+                 "median (usec for latency, MiB/s for bandwidth)", log=True)
         elif kind == "memcpy":
             bars(path, png, ["op", "bytes"], ["op"], "mb_per_s", 1, "MB/s")
         else:
