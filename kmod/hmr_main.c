@@ -138,17 +138,13 @@ err_dealloc:
 	return ret;
 }
 
-/*
- * The QP @qpn on the hmr device whose port has @gid (RoCEv2), with a reference
- * (hmr_qp_put()), or NULL. The loopback transport's address resolution.
- */
-struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn)
+/* The registered hmr device whose port has @gid (RoCEv2), or NULL. */
+static struct hmr_dev *hmr_find_by_gid_locked(const union ib_gid *gid)
 {
 	const struct ib_gid_attr *attr;
-	struct hmr_qp *qp = NULL;
 	struct hmr_dev *hdev;
 
-	mutex_lock(&hmr_devices_lock);
+	lockdep_assert_held(&hmr_devices_lock);
 	list_for_each_entry(hdev, &hmr_devices, list) {
 		if (!hdev->registered)
 			continue;
@@ -157,9 +153,24 @@ struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn)
 		if (IS_ERR(attr))
 			continue;
 		rdma_put_gid_attr(attr);
-		qp = hmr_qp_get(hdev, qpn);
-		break;
+		return hdev;
 	}
+	return NULL;
+}
+
+/*
+ * The QP @qpn on the hmr device whose port has @gid, with a reference (hmr_qp_put()), or
+ * NULL. The loopback transport's address resolution.
+ */
+struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn)
+{
+	struct hmr_qp *qp = NULL;
+	struct hmr_dev *hdev;
+
+	mutex_lock(&hmr_devices_lock);
+	hdev = hmr_find_by_gid_locked(gid);
+	if (hdev)
+		qp = hmr_qp_get(hdev, qpn);
 	mutex_unlock(&hmr_devices_lock);
 	return qp;
 }
@@ -167,22 +178,10 @@ struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn)
 /* @gid is a GID of an hmr device of this kernel: its QPs are reached directly. */
 bool hmr_gid_is_local(const union ib_gid *gid)
 {
-	const struct ib_gid_attr *attr;
-	struct hmr_dev *hdev;
-	bool found = false;
+	bool found;
 
 	mutex_lock(&hmr_devices_lock);
-	list_for_each_entry(hdev, &hmr_devices, list) {
-		if (!hdev->registered)
-			continue;
-		attr = rdma_find_gid_by_port(&hdev->ibdev, gid, IB_GID_TYPE_ROCE_UDP_ENCAP,
-					     HMR_PORT, NULL);
-		if (IS_ERR(attr))
-			continue;
-		rdma_put_gid_attr(attr);
-		found = true;
-		break;
-	}
+	found = hmr_find_by_gid_locked(gid);
 	mutex_unlock(&hmr_devices_lock);
 	return found;
 }
