@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from peerlib import (DEVICE, SIDES, gid_index, next_port, odp_pair, other, pair_once, release,
-                     run)
+from peerlib import (DEVICE, SIDES, Server, gid_index, next_port, odp_pair, other, release, run,
+                     wait_listening)
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_PEER") != "1",
                                 reason="runs in the first guest of a two-guest lab run")
@@ -33,6 +33,8 @@ ODP_CAPS = {"send": {"SUPPORT_SEND", "SUPPORT_RECV"}, "send_imm": {"SUPPORT_SEND
 DEFAULT_SIZES = 7
 # Counters each transfer must raise on an hmr device; and what is shown when a run fails.
 MUST_RISE = ("sent_pkts", "rcvd_pkts")
+# Once the client ended, the server has only its last check and its exit left.
+SERVER_GRACE = 180
 SHOWN = ("sent_pkts", "rcvd_pkts", "retry_pkts", "ack_timeouts", "rcvd_seq_err",
          "duplicate_request", "out_of_seq_request", "completer_retry_err", "rcvd_rnr_err",
          "send_rnr_err", "rcvd_pkts_dropped", "rcvd_icrc_err", "rcvd_pkts_refused",
@@ -95,6 +97,7 @@ def summary(out):
 
 class Outcome:
     def __init__(self, **kw):
+        self.stuck = ""
         self.__dict__.update(kw)
 
     def describe(self):
@@ -105,7 +108,43 @@ class Outcome:
                 f"{' '.join(self.client_argv)}\n"
                 f"client exit {self.crc}, server exit {self.src} (None: still running) after "
                 f"{self.secs:.1f} s\n--- client:\n{self.cout}\n--- server:\n{self.sout}\n"
-                f"counters that moved: {shown}")
+                f"{self.stuck}counters that moved: {shown}")
+
+
+def server_pid(server):
+    if server.side == "self":
+        return server.proc.pid
+    with open(f"/hmr-pipe/jobs/{server.job}/pid") as f:
+        return int(f.read())
+
+
+def stuck_stack(server):
+    """Where a server that does not end is in the kernel (its state and stack)."""
+    pid = server_pid(server)
+    r = run(server.side, ["sh", "-c", f"grep State /proc/{pid}/status; cat /proc/{pid}/stack"])
+    return f"--- the server (pid {pid} on {server.side}) did not end within {SERVER_GRACE} s " \
+           f"of the client:\n{r.stdout}{r.stderr}"
+
+
+def pair(server_side, sargv, cargv, port, timeout):
+    """The server on @server_side, then the client on the other side (given the server's host
+    name); the server gets SERVER_GRACE seconds to end after the client did (one that does not
+    is stuck: its kernel stack is kept). (client CompletedProcess, server status, output,
+    stuck)."""
+    server = Server(server_side, sargv)
+    stuck = ""
+    try:
+        wait_listening(server, port)
+        client = run(other(server_side), [*cargv, server_side], timeout)
+        src, sout = server.wait(SERVER_GRACE)
+        if src is None:
+            stuck = stuck_stack(server)
+    finally:
+        if stuck and server.side == "self":
+            server.proc.kill()  # no wait: a process in D state does not die
+        else:
+            server.kill()
+    return client, src, sout, stuck
 
 
 def run_ops(op, server, extra=(), client_extra=(), server_extra=(), timeout=600):
@@ -116,12 +155,12 @@ def run_ops(op, server, extra=(), client_extra=(), server_extra=(), timeout=600)
     cargv = wire_argv(other(server), "client", op, port, [*extra, *client_extra])
     before = {s: counters(s) for s in SIDES}
     t0 = time.monotonic()
-    client, src, sout = pair_once(server, sargv, cargv, port, timeout)
+    client, src, sout, stuck = pair(server, sargv, cargv, port, timeout)
     secs = time.monotonic() - t0
     after = {s: counters(s) for s in SIDES}
     return Outcome(server=server, server_argv=sargv, client_argv=cargv + [server],
                    crc=client.returncode, src=src, cout=client.stdout + client.stderr, sout=sout,
-                   client=summary(client.stdout), srv=summary(sout), secs=secs,
+                   client=summary(client.stdout), srv=summary(sout), secs=secs, stuck=stuck,
                    delta={s: delta(before[s], after[s]) for s in SIDES})
 
 
@@ -206,9 +245,10 @@ def test_ipv6_gids():
             for s, role in (("peer", "server"), ("self", "client"))}
     before = {s: counters(s) for s in SIDES}
     t0 = time.monotonic()
-    client, src, sout = pair_once("peer", argv["peer"], argv["self"], port, 600)
+    client, src, sout, stuck = pair("peer", argv["peer"], argv["self"], port, 600)
     o = Outcome(server="peer", server_argv=argv["peer"], client_argv=argv["self"] + ["peer"],
                 crc=client.returncode, src=src, cout=client.stdout + client.stderr, sout=sout,
+                stuck=stuck,
                 client=summary(client.stdout), srv=summary(sout), secs=time.monotonic() - t0,
                 delta={s: delta(before[s], counters(s)) for s in SIDES})
     check(o, 2 * DEFAULT_SIZES)
