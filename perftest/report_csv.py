@@ -87,7 +87,9 @@ def main():
                     if math.isfinite(v):
                         ref_vals[ref].append(v)
                 except ValueError:
-                    ref_notes[ref] = rec.get("note") or rec[a.value] or "failed"
+                    note = rec.get("note") or rec[a.value] or "failed"
+                    if note not in ref_notes.setdefault(ref, []):
+                        ref_notes[ref].append(note)
                 continue
             if not matches(rec, a.where):
                 continue
@@ -100,8 +102,10 @@ def main():
             try:
                 v = float(rec[a.value]) / a.scale
             except ValueError:  # a failed case: the note column (or the value) says why
-                notes[r, c] = (rec.get("note") or rec[a.value] or next(
+                note = (rec.get("note") or rec[a.value] or next(
                     (x for x in rec.values() if x and x.startswith("error:")), "failed"))
+                if note not in notes.setdefault((r, c), []):
+                    notes[r, c].append(note)
                 continue
             if math.isfinite(v):
                 vals[r, c].append(v)
@@ -109,6 +113,7 @@ def main():
         print(f"(not measured: {a.file} has no figures; the run above says why)")
         return
     # a reference group is a column in the rows of its unit (every row if the CSV has no unit)
+    blank = set()  # cells of a reference group in rows of another unit: left empty
     for name, _ in refs:
         if name not in ref_vals and name not in ref_notes:
             continue
@@ -116,7 +121,7 @@ def main():
         for r in rows:
             rec = dict(zip(rows_k, r))
             if rec.get("unit", ref_unit.get(name)) != ref_unit.get(name):
-                notes[r, name] = ""  # not applicable: an empty cell
+                blank.add((r, name))
             elif ref_vals.get(name):
                 vals[r, name] = ref_vals[name]
             else:
@@ -127,46 +132,51 @@ def main():
 
     # a ratio of a column group the CSV does not have at all (not even a failed line) is left out
     a.ratio = [rt for rt in a.ratio if all(g in cols for g in rt.split("/"))]
+
+    # footnotes, numbered in table order: every reason a cell lacks some or all of its runs
+    why, last, marks = [], {}, {}
+    for r in rows:
+        for c in cols:
+            if (r, c) in blank:
+                continue
+            cell = [f"{c}: {n}" for n in notes.get((r, c), [])]
+            if not cell and not vals.get((r, c)):
+                # no line at all: a tool that failed at a smaller size stops there (same
+                # reason), else --missing
+                cell = last.get(c) or ([f"{c}: {a.missing}"] if a.missing else [])
+            if not vals.get((r, c)):
+                last[c] = cell
+            for n in cell:
+                if n not in why:
+                    why.append(n)
+            marks[r, c] = f"({','.join(str(why.index(n) + 1) for n in cell)})" if cell else ""
+    # room for a footnote mark beside n where a cell has figures and failed lines both
+    mw = max([len(m) + 1 for k, m in marks.items() if m and vals.get(k)] + [0])
     w = max([len(label(r)) for r in rows] + [len(" ".join(rows_k))])
     cw = {c: max(len(f"{c} {a.unit}"), 10) for c in cols}
-    # room for a footnote mark beside n where a cell has figures and failed lines both
-    marks = 4 if any(notes.get(k) and vals.get(k) for k in notes) else 0
-    cw = {c: cw[c] + marks for c in cw}
     head = f"{' '.join(rows_k):<{w}}"
     for c in cols:
-        head += f" | {c + ' ' + a.unit:>{cw[c] - marks}}{'':{marks}} {'spread':>7} {'n':>2}"
+        head += f" | {c + ' ' + a.unit:>{cw[c]}}{'':{mw}} {'spread':>7} {'n':>2}"
     for rt in a.ratio:
         head += f" | {rt:>10}"
     print(head)
     print("-" * len(head))
-    named, why, last = [], [], {}
+    named = []
     for r in rows:
         line, med = f"{label(r):<{w}}", {}
         for c in cols:
             v = vals.get((r, c))
-            if not v and notes.get((r, c)) == "":
-                line += f" | {'':>{cw[c] + 11}}"
+            if (r, c) in blank:
+                line += f" | {'':>{cw[c] + mw + 11}}"
                 continue
             if not v:
-                # no note: a tool that failed at a smaller size stops there (same reason)
-                note = f"{c}: {notes[r, c]}" if (r, c) in notes else last.get(c, "")
-                if not note and a.missing:
-                    note = f"{c}: {a.missing}"
-                last[c] = note
-                if note and note not in why:
-                    why.append(note)
-                mark = f"not measured ({why.index(note) + 1})" if note else "not measured"
-                line += f" | {mark:>{cw[c] + 11}}"
+                mark = f"not measured {marks[r, c]}".rstrip()
+                line += f" | {mark:>{cw[c] + mw + 11}}"
                 continue
             med[c] = statistics.median(v)
             sp = (max(v) - min(v)) / med[c] * 100 if med[c] else 0
-            mark = ""
-            if notes.get((r, c)):  # some runs counted, others failed: say why beside n
-                note = f"{c}: {notes[r, c]}"
-                if note not in why:
-                    why.append(note)
-                mark = f" ({why.index(note) + 1})"
-            line += f" | {med[c]:>{cw[c] - marks}.1f} {sp:>6.1f}% {len(v):>2}{mark:<{marks}}"
+            mark = f" {marks[r, c]}" if marks[r, c] else ""  # some runs counted, others not
+            line += f" | {med[c]:>{cw[c]}.1f} {sp:>6.1f}% {len(v):>2}{mark:<{mw}}"
             named.append(f"{a.prefix}{'.'.join(r)}.{c.replace(' ', '.')} {med[c]:.1f} {a.unit}")
         for rt in a.ratio:
             num, den = rt.split("/")
