@@ -356,6 +356,7 @@ static int hmr_wire_collect(struct hmr_wire_op *op)
 static int hmr_wire_run(struct hmr_wire_op *op)
 {
 	struct hmr_qp *qp = op->qp;
+	u32 done_at_timeout = 0;
 	int ret;
 
 	for (;;) {
@@ -370,6 +371,10 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 		if (ret != -ETIMEDOUT)
 			return ret;
 		hmr_wire_count(qp, HMR_WIRE_TIMEOUTS, 1);
+		/* Progress since the last timeout earns the retries back (as rxe does). */
+		if (op->done != done_at_timeout)
+			qp->retry_left = qp->attr.retry_cnt;
+		done_at_timeout = op->done;
 		if (qp->attr.timeout && !qp->retry_left)
 			return IB_WC_RETRY_EXC_ERR;
 		if (qp->attr.timeout)
