@@ -18,10 +18,11 @@ are skipped.
 import argparse
 import csv
 import os
-import re
 import subprocess
 import sys
 import time
+
+from perftest_output import result
 
 # (tool, size, iterations, metric column in perftest's result line, metric name, unit);
 # iterations are kept small: a run costs seconds under TCG, and a latency median settles early
@@ -40,17 +41,11 @@ MODES = {"pinned": [], "odp": ["--odp"]}
 
 
 def parse(out, column):
-    """Return the value of COLUMN from perftest's result table (header line, then a data line)."""
-    lines = out.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith("#bytes"):
-            head = re.split(r"\s{2,}", line.strip())
-            for data in lines[i + 1:]:
-                fields = data.split()
-                if fields and fields[0].isdigit():
-                    idx = next(k for k, h in enumerate(head) if h.startswith(column))
-                    return float(fields[idx])
-    raise ValueError(f"no '{column}' in perftest output:\n{out}")
+    """Return the value of COLUMN ("t_typical", "BW average") from perftest's result table."""
+    v = result(out, column)
+    if v is None:
+        raise ValueError(f"no '{column}' in perftest output:\n{out}")
+    return v
 
 
 def run_case(dev, gid, tool, size, iters, port, extra):

@@ -54,6 +54,8 @@ import subprocess
 import sys
 import time
 
+from perftest_output import result
+
 # (tool, size, iterations, --quick iterations, modes, column of perftest's result, metric, unit)
 BW, LAT = ("pinned", "odp"), ("pinned",)
 CASES = [
@@ -138,20 +140,11 @@ def has_odp(side, dev):
 
 
 def parse(out, column):
-    """The value of COLUMN in perftest's result table (a '#bytes' header, then a data line).
-    The header's names are '#word' or words ending in '[unit]' ("BW average[MiB/sec]"); the
-    spaces between them vary ("#bytes #iterations" in latency reports), so they are matched,
-    not split on."""
-    lines = out.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith("#bytes"):
-            head = re.findall(r"#\w+|\S[^\[\]#]*?\[[^\]]*\]", line.strip())
-            for data in lines[i + 1:]:
-                fields = data.split()
-                if fields and fields[0].isdigit():
-                    idx = next(k for k, h in enumerate(head) if h.startswith(column))
-                    return float(fields[idx])
-    raise Failed(f"no '{column}' in the client's report: {first_line(out)}")
+    """The value of COLUMN ("t_typical", "BW average") in perftest's result table."""
+    v = result(out, column)
+    if v is None:
+        raise Failed(f"no '{column}' in the client's report: {first_line(out)}")
+    return v
 
 
 def server_client(server_argv, client_argv, port, timeout, raw=None, dev=None):
