@@ -41,6 +41,8 @@ static const struct hmr_op_info hmr_ops[256] = {
 	[HMR_OP_FETCH_ADD] = OP(HMR_PF_ATOMIC | F | L | HMR_PF_ATMETH, 40),
 	[HMR_OP_SEND_LAST_INV] = OP(P_SEND | L | HMR_PF_IETH, 16),
 	[HMR_OP_SEND_ONLY_INV] = OP(P_SEND | F | L | HMR_PF_IETH, 16),
+	[HMR_OP_FLUSH] = OP(HMR_PF_FLUSH | F | L | HMR_PF_FETH | HMR_PF_RETH, 32),
+	[HMR_OP_ATOMIC_WRITE] = OP(HMR_PF_ATOMIC_WRITE | HMR_PF_PAYLOAD | F | L | HMR_PF_RETH, 28),
 	[HMR_OP_UD | HMR_OP_SEND_ONLY] = OP(P_SEND | F | L | HMR_PF_DETH, 20),
 	[HMR_OP_UD | HMR_OP_SEND_ONLY_IMM] = OP(P_SEND | F | L | HMR_PF_DETH | HMR_PF_IMM, 24),
 };
@@ -60,7 +62,7 @@ const struct hmr_op_info *hmr_op_info(u8 opcode)
 /* The extension headers after the BTH, in wire order: read (@p from the wire) or written. */
 static void hmr_pkt_ext(struct hmr_pkt *pkt, u8 *p, bool write)
 {
-	u16 fl = pkt->flags;
+	u32 fl = pkt->flags;
 
 	if (fl & HMR_PF_DETH) {
 		if (write) {
@@ -71,6 +73,13 @@ static void hmr_pkt_ext(struct hmr_pkt *pkt, u8 *p, bool write)
 			pkt->src_qpn = get_unaligned_be32(p + 4) & HMR_PSN_MASK24;
 		}
 		p += HMR_DETH_LEN;
+	}
+	if (fl & HMR_PF_FETH) {
+		if (write)
+			put_unaligned_be32(pkt->feth, p);
+		else
+			pkt->feth = get_unaligned_be32(p);
+		p += HMR_FETH_LEN;
 	}
 	if (fl & HMR_PF_RETH) {
 		if (write) {
@@ -215,5 +224,13 @@ u32 hmr_icrc(const void *l3, bool ipv6, const u8 *bth, u32 len, u8 hdr_len)
 	ps[l3len + sizeof(*udp) + 4] = 0xff;	/* resv8a with FECN and BECN */
 	crc = crc32_le(crc, ps, l3len + sizeof(*udp) + HMR_BTH_LEN);
 	crc = crc32_le(crc, bth + HMR_BTH_LEN, len - HMR_BTH_LEN);
+	/*
+	 * FLUSH as rxe computes it (and so checks it): its opcode table gives FLUSH no payload
+	 * offset, so its "payload" starts at the BTH and runs to the ICRC, and the CRC goes over
+	 * the headers (unmasked) once more. Without this, rxe drops hmr's FLUSH as corrupt and
+	 * hmr rxe's (measured against rxe of 6.12 and 7.2).
+	 */
+	if (bth[0] == HMR_OP_FLUSH)
+		crc = crc32_le(crc, bth, len);
 	return ~crc;
 }

@@ -22,6 +22,7 @@
 #define HMR_IMM_LEN		4
 #define HMR_IETH_LEN		4
 #define HMR_DETH_LEN		8
+#define HMR_FETH_LEN		4
 #define HMR_ICRC_LEN		4
 #define HMR_PSN_BITS		24
 #define HMR_PSN_MASK24		((1u << HMR_PSN_BITS) - 1)
@@ -63,7 +64,14 @@ enum hmr_opcode {
 	HMR_OP_FETCH_ADD		= 0x14,
 	HMR_OP_SEND_LAST_INV		= 0x16,
 	HMR_OP_SEND_ONLY_INV		= 0x17,
+	HMR_OP_FLUSH			= 0x1c,	/* FETH + RETH */
+	HMR_OP_ATOMIC_WRITE		= 0x1d,	/* RETH + 8 bytes */
 };
+
+/* FETH (IBTA 9.3.x, as rxe sends it): placement type in bits 3-0, selectivity in 5-4. */
+#define HMR_FETH_PLT(f)		((f) & 0xf)
+#define HMR_FETH_SEL(f)		(((f) >> 4) & 3)
+#define HMR_FETH(plt, sel)	(((plt) & 0xf) | ((sel) & 3) << 4)
 
 /* What an opcode's packet carries (struct hmr_op_info.flags). */
 enum {
@@ -83,10 +91,13 @@ enum {
 	HMR_PF_ATOMIC	= BIT(13),
 	HMR_PF_RESP	= BIT(14),	/* travels responder -> requester */
 	HMR_PF_VALID	= BIT(15),
+	HMR_PF_FETH	= BIT(16),
+	HMR_PF_FLUSH	= BIT(17),	/* FLUSH request */
+	HMR_PF_ATOMIC_WRITE = BIT(18),	/* ATOMIC WRITE request */
 };
 
 struct hmr_op_info {
-	u16 flags;
+	u32 flags;
 	u8 hdr_len;	/* BTH and extension headers */
 };
 
@@ -95,7 +106,7 @@ struct hmr_pkt {
 	u8 *bth;		/* BTH .. ICRC, contiguous */
 	u32 len;		/* bytes from BTH to ICRC inclusive */
 	u8 opcode;
-	u16 flags;		/* hmr_op_info.flags */
+	u32 flags;		/* hmr_op_info.flags */
 	u8 hdr_len;
 	u32 qpn;		/* destination QP */
 	u32 psn;
@@ -114,6 +125,7 @@ struct hmr_pkt {
 	u64 orig;
 	__be32 imm;
 	u32 ieth;
+	u32 feth;
 	u32 qkey;
 	u32 src_qpn;
 };
