@@ -19,6 +19,7 @@
 #include <linux/netdevice.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
+#include <net/dst_cache.h>
 #include <rdma/ib_verbs.h>
 
 #include "hmr.h"		/* libhmr: the mirrored device page table */
@@ -175,7 +176,8 @@ struct hmr_path {
 /* A READ or atomic executed by the responder, kept to answer its duplicate. */
 struct hmr_wire_res {
 	bool valid;
-	bool atomic;
+	bool atomic;			/* an atomic, ATOMIC WRITE or FLUSH: one packet, answered */
+	u8 answer;			/* ...with this opcode (the ATOMIC ACK, or a READ response) */
 	u32 psn;			/* of the request; a READ's responses use psn .. psn + n - 1 */
 	u32 npkts;
 	u64 va;
@@ -188,6 +190,8 @@ struct hmr_wire_res {
 struct hmr_wire_qp {
 	/* Requester: under qp->lock. */
 	struct hmr_path path;		/* RC: from the AV, set by modify_qp */
+	/* The path's route, per CPU; reset under both locks when the path changes. */
+	struct dst_cache dst_cache;
 	u32 sq_psn;			/* PSN of the next request packet */
 	bool local;			/* RC: the peer is on this kernel (direct path) */
 	/* Responses for the requester: queued by the receive work, the queue's own lock. */
@@ -197,14 +201,17 @@ struct hmr_wire_qp {
 	/* Responder: under qp->resp_lock. */
 	u32 epsn;			/* expected PSN */
 	u32 msn;			/* messages completed */
-	u16 cur;			/* HMR_PF_SEND or HMR_PF_WRITE in progress, or 0 */
+	u32 cur;			/* HMR_PF_SEND or HMR_PF_WRITE in progress, or 0 */
 	bool nak_sent;			/* a sequence-error NAK is out: no more until epsn comes */
 	u32 off;			/* bytes of the message in progress placed */
-	u64 wr_id;			/* SEND: the receive WQE, taken at the first packet */
-	struct hmr_sgl *sgl;		/* SEND: its buffers, resolved (MRs referenced) */
-	struct hmr_mr *mr;		/* WRITE: the target MR (referenced), at va, resid left */
-	u64 va;
-	u32 resid;
+	/*
+	 * The message in progress keeps keys, never MR references: each packet resolves its
+	 * buffers again, so a requester that gives up mid-message holds up no deregistration.
+	 */
+	struct hmr_recv_wqe *rwqe;	/* SEND: the receive WQE taken at the first packet */
+	struct hmr_sgl *sgl;		/* scratch: one packet's resolved buffers */
+	u64 va;				/* WRITE: where the next packet goes, under rkey */
+	u32 resid;			/* WRITE: bytes still to come */
 	u32 rkey;
 	struct hmr_wire_res res[HMR_MAX_RD_ATOM];
 	u32 res_next;

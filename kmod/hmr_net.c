@@ -19,6 +19,7 @@
 #include <linux/module.h>
 #include <linux/udp.h>
 #include <net/addrconf.h>
+#include <net/dst_cache.h>
 #include <net/ip.h>
 #include <net/ip6_route.h>
 #include <net/route.h>
@@ -223,7 +224,7 @@ struct sk_buff *hmr_net_alloc(struct hmr_dev *hdev, u32 len)
 	return skb;
 }
 
-static struct dst_entry *hmr_route(struct hmr_dev *hdev, const struct hmr_path *path)
+static struct dst_entry *hmr_route_lookup(struct hmr_dev *hdev, const struct hmr_path *path)
 {
 	if (!path->ipv6) {
 		struct flowi4 fl = {
@@ -261,6 +262,37 @@ static struct dst_entry *hmr_route(struct hmr_dev *hdev, const struct hmr_path *
 #else
 	return NULL;
 #endif
+}
+
+/*
+ * The route of @path (referenced), from @cache when it holds a valid one (an RC QP's path:
+ * one lookup per path, not per packet), else looked up and kept there. dst_cache is per CPU
+ * and wants bottom halves off.
+ */
+static struct dst_entry *hmr_route(struct hmr_dev *hdev, const struct hmr_path *path,
+				   struct dst_cache *cache)
+{
+	struct dst_entry *dst = NULL;
+
+	if (cache) {
+		local_bh_disable();
+		dst = dst_cache_get(cache);
+		local_bh_enable();
+		if (dst)
+			return dst;
+	}
+	dst = hmr_route_lookup(hdev, path);
+	if (!dst || !cache)
+		return dst;
+	local_bh_disable();
+#if IS_ENABLED(CONFIG_IPV6)
+	if (path->ipv6)
+		dst_cache_set_ip6(cache, dst, (const struct in6_addr *)path->sgid);
+	else
+#endif
+		dst_cache_set_ip4(cache, dst, get_unaligned((__be32 *)(path->sgid + 12)));
+	local_bh_enable();
+	return dst;
 }
 
 static void hmr_push_ip4(struct sk_buff *skb, const struct hmr_path *path)
@@ -301,18 +333,19 @@ static void hmr_push_ip6(struct sk_buff *skb, const struct hmr_path *path)
 }
 
 /*
- * Send @skb (BTH .. ICRC filled but for the ICRC; @hdr_len bytes of headers) along @path:
- * UDP and IP headers, ICRC, out. Consumes @skb. Returns 0 or -errno (the packet is lost).
+ * Send @skb (BTH .. ICRC filled but for the ICRC; @hdr_len bytes of headers) along @path
+ * (its route kept in @cache unless NULL): UDP and IP headers, ICRC, out. Consumes @skb.
+ * Returns 0 or -errno (the packet is lost).
  */
-int hmr_net_xmit(struct hmr_dev *hdev, const struct hmr_path *path, struct sk_buff *skb,
-		 u8 hdr_len)
+int hmr_net_xmit(struct hmr_dev *hdev, const struct hmr_path *path, struct dst_cache *cache,
+		 struct sk_buff *skb, u8 hdr_len)
 {
 	u32 len = skb->len;
 	struct dst_entry *dst;
 	struct udphdr *udp;
 	int ret;
 
-	dst = hmr_route(hdev, path);
+	dst = hmr_route(hdev, path, cache);
 	if (!dst) {
 		kfree_skb(skb);
 		return -EHOSTUNREACH;

@@ -131,12 +131,14 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	INIT_WORK(&qp->err_work, hmr_qp_err_work);
 	INIT_DELAYED_WORK(&qp->flush_work, hmr_qp_flush_work);
 	qp->transport = hdev->wire ? &hmr_wire_transport : &hmr_loopback_transport;
-	hmr_wire_qp_init(qp);
+	ret = hmr_wire_qp_init(qp);
+	if (ret)
+		goto err_mutex;
 	qp->state = IB_QPS_RESET;
 	qp->sq_sig_all = init->sq_sig_type == IB_SIGNAL_ALL_WR;
 	ret = hmr_qp_init_rings(qp, udata, init, &resp);
 	if (ret)
-		goto err_mutex;
+		goto err_wire;
 	ret = xa_alloc_cyclic(&hdev->qps, &qpn, qp, HMR_QPN_LIMIT, &hdev->next_qpn, GFP_KERNEL);
 	if (ret < 0)
 		goto err_rings;
@@ -151,6 +153,8 @@ err_qpn:
 err_rings:
 	hmr_ring_destroy(&qp->rq);
 	hmr_ring_destroy(&qp->sq);
+err_wire:
+	hmr_wire_qp_destroy(qp);
 err_mutex:
 	mutex_destroy(&qp->resp_lock);
 	mutex_destroy(&qp->lock);
@@ -491,8 +495,10 @@ static void hmr_qp_apply(struct hmr_qp *qp, struct ib_qp_attr *attr, int mask,
 
 	mutex_lock(&qp->resp_lock);
 	hmr_qp_from_attr(qp, attr, mask);
-	if (mask & IB_QP_AV)
+	if (mask & IB_QP_AV) {
 		qp->wire.path = *path;
+		dst_cache_reset(&qp->wire.dst_cache);	/* no sender runs: both locks held */
+	}
 	if (mask & IB_QP_SQ_PSN)
 		qp->wire.sq_psn = attr->sq_psn;
 	if (mask & IB_QP_RQ_PSN)

@@ -341,7 +341,7 @@ static int hmr_resp_atomic(struct hmr_qp *qp, struct hmr_request *req)
 }
 
 /* ATOMIC WRITE: 8 bytes stored at once (a compare-and-swap loop on the 64-bit word). */
-static int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
+int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
 {
 	struct hmr_sgl target;
 	u64 cur, orig;
@@ -367,7 +367,7 @@ static int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
  * an earlier WRITE placed is globally visible once it completed: nothing is left to do but
  * order.
  */
-static int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
+int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 {
 	u32 type = req->swap & 0xff, level = (req->swap >> 8) & 0xff;
 	struct ib_pd *pd = hmr_resp_rkey_pd(qp, req);

@@ -66,6 +66,8 @@ int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len, int
 void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 			    enum ib_wc_status status, u32 opcode, u32 len);
 void hmr_resp_consume_recv(struct hmr_qp *qp, struct hmr_request *req);
+int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req);
+int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req);
 
 /* hmr_resp.c */
 int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req);

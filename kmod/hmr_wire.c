@@ -21,6 +21,7 @@
 #include <linux/jiffies.h>
 #include <linux/moduleparam.h>
 #include <linux/slab.h>
+#include <net/dst_cache.h>
 #include <net/ipv6.h>
 #include <rdma/ib_cache.h>
 
@@ -37,6 +38,16 @@
 static uint min_ack_timeout_ms = 250;
 module_param(min_ack_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(min_ack_timeout_ms, "Least local ACK timeout of the wire transport, in ms (250)");
+/*
+ * The send window: request packets (and READ response packets asked for) not yet
+ * acknowledged, at most. A burst of a whole large message overruns the receiving host's
+ * socket buffers (a qemu link drops beyond ~100 datagrams) and ends in go-back-N storms; the
+ * ack-request bit goes out every window/4 packets so the window slides without a round trip.
+ */
+static uint wire_window = 64;
+module_param(wire_window, uint, 0644);
+MODULE_PARM_DESC(wire_window, "Unacknowledged packets per QP on the wire, 4..4096 (64)");
+
 /* Headers a packet may carry beyond the payload: IPv6, UDP, BTH + RETH + ImmDt, ICRC. */
 #define HMR_WIRE_OVERHEAD	(40 + 8 + 32 + 4)
 
@@ -46,6 +57,12 @@ MODULE_PARM_DESC(min_ack_timeout_ms, "Least local ACK timeout of the wire transp
 /* What the wait for responses ended with, besides an ib_wc_status / HMR_RESP_RNR. */
 #define HMR_WIRE_MORE		(-EINPROGRESS)	/* not yet: keep waiting */
 #define HMR_WIRE_RESEND		(-EAGAIN - 1000)	/* a NAK asked for packets again */
+#define HMR_WIRE_SLIDE		(-EAGAIN - 1001)	/* the window has room: send more */
+
+static u32 hmr_wire_window(void)
+{
+	return clamp_t(u32, READ_ONCE(wire_window), 4, 4096);
+}
 
 static void hmr_wire_count(struct hmr_qp *qp, int counter, u64 n)
 {
@@ -128,7 +145,8 @@ int hmr_wire_send(struct hmr_qp *qp, const struct hmr_path *path, struct hmr_pkt
 	}
 	memset(skb->data + pkt->hdr_len + pkt->paylen, 0, pad);
 	hmr_wire_count(qp, HMR_WIRE_SENT, 1);
-	return hmr_net_xmit(hdev, path, skb, pkt->hdr_len);
+	return hmr_net_xmit(hdev, path, path == &qp->wire.path ? &qp->wire.dst_cache : NULL, skb,
+			    pkt->hdr_len);
 }
 
 /* One request in flight: the PSNs it uses and how far its answer got. */
@@ -139,6 +157,10 @@ struct hmr_wire_op {
 	u32 first;		/* PSN of its first packet */
 	u32 npkts;		/* PSNs it consumes (a READ: its response packets) */
 	u32 done;		/* packets acknowledged (READ: responses placed) */
+	u32 sent;		/* packets sent (READ: response packets asked for) */
+	u32 window;		/* at most sent - done */
+	u32 read_end;		/* READ: the end of what the current READ request asks for */
+	bool reasked;		/* READ: asked again for a gap in this READ's responses */
 };
 
 static bool hmr_wire_is_write(u32 opcode)
@@ -167,15 +189,15 @@ static u8 hmr_wire_msg_opcode(u32 opcode, u32 i, u32 n)
 		       (imm ? HMR_OP_SEND_LAST_IMM : HMR_OP_SEND_LAST);
 }
 
-/* Send packets @from .. the last of a SEND or WRITE message. */
-static int hmr_wire_send_msg(struct hmr_wire_op *op, u32 from)
+/* Send the packets of a SEND or WRITE message the window has room for. */
+static int hmr_wire_send_msg(struct hmr_wire_op *op)
 {
 	struct hmr_request *req = op->req;
 	struct hmr_qp *qp = op->qp;
 	u64 len = req->local->len;
-	u32 i;
+	u32 end = min(op->npkts, op->done + op->window), every = op->window / 4, i;
 
-	for (i = from; i < op->npkts; i++) {
+	for (i = op->sent; i < end; i++) {
 		struct hmr_pkt pkt = {};
 		u64 off = (u64)i * op->mtu;
 		bool last = i == op->npkts - 1;
@@ -184,7 +206,7 @@ static int hmr_wire_send_msg(struct hmr_wire_op *op, u32 from)
 		hmr_wire_pkt_init(&pkt, hmr_wire_msg_opcode(req->opcode, i, op->npkts),
 				  qp->attr.dest_qp_num, hmr_psn_add(op->first, i),
 				  min_t(u64, op->mtu, len - off));
-		pkt.ackreq = last;
+		pkt.ackreq = last || i == end - 1 || (i + 1) % every == 0;
 		pkt.solicited = last && req->solicited;
 		pkt.imm = req->imm;
 		pkt.va = req->remote_addr;
@@ -193,11 +215,42 @@ static int hmr_wire_send_msg(struct hmr_wire_op *op, u32 from)
 		ret = hmr_wire_send(qp, &qp->wire.path, &pkt, req->local, off);
 		if (ret == -EFAULT || ret == -ENOMEM)
 			return IB_WC_LOC_PROT_ERR;
+		op->sent = i + 1;
 	}
 	return 0;
 }
 
-/* Send a READ request for what is not placed yet, or an atomic request. */
+static bool hmr_wire_is_flush_op(u32 opcode)
+{
+	return opcode == HMR_WR_FLUSH || opcode == HMR_WR_ATOMIC_WRITE;
+}
+
+/* A FLUSH (FETH, RETH) or an ATOMIC WRITE (RETH, the 8 bytes as the WQE holds them). */
+static int hmr_wire_send_flush_op(struct hmr_wire_op *op)
+{
+	struct hmr_request *req = op->req;
+	struct hmr_qp *qp = op->qp;
+	struct hmr_sgl value = { .inline_data = (const u8 *)&req->compare_add, .len = 8 };
+	struct hmr_pkt pkt = {};
+	bool flush = req->opcode == HMR_WR_FLUSH;
+
+	hmr_wire_pkt_init(&pkt, flush ? HMR_OP_FLUSH : HMR_OP_ATOMIC_WRITE, qp->attr.dest_qp_num,
+			  op->first, flush ? 0 : sizeof(u64));
+	pkt.va = req->remote_addr;
+	pkt.rkey = req->rkey;
+	pkt.dmalen = flush ? req->compare_add : sizeof(u64);
+	pkt.feth = HMR_FETH(req->swap & 0xff, (req->swap >> 8) & 0xff);
+	pkt.ackreq = true;
+	op->sent = 1;
+	return hmr_wire_send(qp, &qp->wire.path, &pkt, flush ? NULL : &value, 0) == -ENOMEM ?
+	       IB_WC_LOC_QP_OP_ERR : 0;
+}
+
+/*
+ * Send a READ request for what is not placed yet, at most a window's worth of response
+ * packets (the rest is asked for by the next READ request at the following PSN, once these
+ * arrived), or an atomic request.
+ */
 static int hmr_wire_send_one(struct hmr_wire_op *op)
 {
 	struct hmr_request *req = op->req;
@@ -205,13 +258,28 @@ static int hmr_wire_send_one(struct hmr_wire_op *op)
 	struct hmr_pkt pkt = {};
 	u64 skip = (u64)op->done * op->mtu;
 
+	if (op->sent != op->done)
+		return 0;	/* the READ asked for is on its way */
+	if (hmr_wire_is_flush_op(req->opcode))
+		return hmr_wire_send_flush_op(op);
 	if (req->opcode == IB_UVERBS_WR_RDMA_READ) {
+		/*
+		 * Asked again (timeout, gap): only what is missing of the same READ, a subset of
+		 * it at its own PSNs, which the responder answers again (rxe drops any other).
+		 */
+		if (op->done >= op->read_end) {
+			op->read_end = min(op->npkts, op->done + op->window);
+			op->reasked = false;
+		}
+		op->sent = op->read_end;
 		hmr_wire_pkt_init(&pkt, HMR_OP_READ_REQUEST, qp->attr.dest_qp_num,
 				  hmr_psn_add(op->first, op->done), 0);
 		pkt.va = req->remote_addr + skip;
 		pkt.rkey = req->rkey;
-		pkt.dmalen = req->local->len - skip;
+		pkt.dmalen = min_t(u64, req->local->len - skip,
+				   (u64)(op->read_end - op->done) * op->mtu);
 	} else {
+		op->sent = 1;
 		bool cas = req->opcode == IB_UVERBS_WR_ATOMIC_CMP_AND_SWP;
 
 		hmr_wire_pkt_init(&pkt, cas ? HMR_OP_CMP_SWAP : HMR_OP_FETCH_ADD,
@@ -232,7 +300,7 @@ static int hmr_wire_send_req(struct hmr_wire_op *op)
 
 	if (opcode == IB_UVERBS_WR_SEND || opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
 	    hmr_wire_is_write(opcode))
-		return hmr_wire_send_msg(op, op->done);
+		return hmr_wire_send_msg(op);
 	return hmr_wire_send_one(op);
 }
 
@@ -256,6 +324,7 @@ static int hmr_wire_aeth(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
 		if (pkt->opcode != HMR_OP_ACK || op->req->opcode == IB_UVERBS_WR_RDMA_READ)
 			return HMR_WIRE_MORE;
 		op->done = max(op->done, d + 1);
+		op->sent = max(op->sent, op->done);	/* acknowledged before a go-back */
 		return op->done == op->npkts ? IB_WC_SUCCESS : HMR_WIRE_MORE;
 	case HMR_AETH_TYPE_RNR:
 		hmr_wire_count(op->qp, HMR_WIRE_RNR_RCVD, 1);
@@ -271,19 +340,31 @@ static int hmr_wire_aeth(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
 	}
 }
 
-/* A READ response packet @d: placed in order, or dropped (the timeout asks again). */
+/*
+ * A READ response packet @d: placed in order, or dropped (the timeout asks again). The last
+ * packet of what the READ request asked for carries the LAST opcode.
+ */
 static int hmr_wire_read_resp(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
 {
 	u64 len = op->req->local->len, off = (u64)d * op->mtu;
 	u32 want = min_t(u64, op->mtu, len - off);
-	bool last = d == op->npkts - 1;
+	bool last = d == op->read_end - 1;
 
+	/*
+	 * A gap (a response lost or overtaken): ask again for what is missing at once, once per
+	 * READ request (the responses of both requests then interleave; a later gap waits for
+	 * the timeout).
+	 */
+	if (d > op->done && d < op->read_end && !op->reasked) {
+		op->reasked = true;
+		return HMR_WIRE_RESEND;
+	}
 	if (d != op->done || pkt->paylen != want || !!(pkt->flags & HMR_PF_LAST) != last)
 		return HMR_WIRE_MORE;
 	if (want && hmr_sgl_rw_at(op->req->local, off, pkt->payload, want, true))
 		return IB_WC_LOC_PROT_ERR;
 	op->done++;
-	return last ? IB_WC_SUCCESS : HMR_WIRE_MORE;
+	return op->done == op->npkts ? IB_WC_SUCCESS : HMR_WIRE_MORE;
 }
 
 /* One packet for the requester: what it means for the request in flight. */
@@ -296,8 +377,13 @@ static int hmr_wire_response(struct hmr_wire_op *op, struct hmr_pkt *pkt)
 		return HMR_WIRE_MORE;	/* for an earlier request, or not ours at all */
 	if ((pkt->flags & HMR_PF_AETH) && HMR_AETH_TYPE(pkt->syndrome) != HMR_AETH_TYPE_ACK)
 		return hmr_wire_aeth(op, pkt, d);
-	if (pkt->opcode >= HMR_OP_READ_RESP_FIRST && pkt->opcode <= HMR_OP_READ_RESP_ONLY)
-		return read ? hmr_wire_read_resp(op, pkt, d) : HMR_WIRE_MORE;
+	if (pkt->opcode >= HMR_OP_READ_RESP_FIRST && pkt->opcode <= HMR_OP_READ_RESP_ONLY) {
+		if (read)
+			return hmr_wire_read_resp(op, pkt, d);
+		/* FLUSH and ATOMIC WRITE: an empty READ response acknowledges them. */
+		return hmr_wire_is_flush_op(op->req->opcode) && pkt->opcode ==
+		       HMR_OP_READ_RESP_ONLY && !pkt->paylen ? IB_WC_SUCCESS : HMR_WIRE_MORE;
+	}
 	if (pkt->opcode == HMR_OP_ATOMIC_ACK) {
 		if (op->req->opcode != IB_UVERBS_WR_ATOMIC_CMP_AND_SWP &&
 		    op->req->opcode != IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD)
@@ -315,6 +401,16 @@ static unsigned long hmr_wire_timeout(struct hmr_qp *qp)
 	u64 ms = t ? (4096ULL << t) / 1000000 : 1000;
 
 	return msecs_to_jiffies(max_t(u64, ms, READ_ONCE(min_ack_timeout_ms)));
+}
+
+/* Half the window is free (a READ: all it asked for arrived) and more is to be sent. */
+static bool hmr_wire_can_slide(struct hmr_wire_op *op)
+{
+	if (op->sent == op->npkts)
+		return false;
+	if (op->req->opcode == IB_UVERBS_WR_RDMA_READ)
+		return op->done == op->sent;
+	return op->sent - op->done <= op->window / 2;
 }
 
 /*
@@ -347,8 +443,11 @@ static int hmr_wire_collect(struct hmr_wire_op *op)
 		kfree_skb(skb);
 		if (ret != HMR_WIRE_MORE)
 			return ret;
-		if (op->done != done)
-			deadline = jiffies + hmr_wire_timeout(qp);
+		if (op->done == done)
+			continue;
+		deadline = jiffies + hmr_wire_timeout(qp);
+		if (hmr_wire_can_slide(op))
+			return HMR_WIRE_SLIDE;
 	}
 }
 
@@ -364,8 +463,11 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 		if (ret)
 			return ret;
 		ret = hmr_wire_collect(op);
+		if (ret == HMR_WIRE_SLIDE)
+			continue;
 		if (ret == HMR_WIRE_RESEND) {
-			hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->npkts - op->done);
+			hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->sent - op->done);
+			op->sent = op->done;
 			continue;
 		}
 		if (ret != -ETIMEDOUT)
@@ -379,7 +481,8 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 			return IB_WC_RETRY_EXC_ERR;
 		if (qp->attr.timeout)
 			qp->retry_left--;
-		hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->npkts - op->done);
+		hmr_wire_count(qp, HMR_WIRE_RETRANSMITS, op->sent - op->done);
+		op->sent = op->done;
 	}
 }
 
@@ -415,7 +518,9 @@ static u32 hmr_div_round_up_or_1(u64 len, u32 mtu)
 static int hmr_wire_execute(struct hmr_request *req)
 {
 	struct hmr_qp *qp = req->src;
-	struct hmr_wire_op op = { .qp = qp, .req = req, .mtu = hmr_wire_mtu(qp) };
+	struct hmr_wire_op op = {
+		.qp = qp, .req = req, .mtu = hmr_wire_mtu(qp), .window = hmr_wire_window(),
+	};
 	int ret;
 
 	if (req->ud ? hmr_gid_is_local((const union ib_gid *)req->ud->dgid) : qp->wire.local)
@@ -432,12 +537,17 @@ static int hmr_wire_execute(struct hmr_request *req)
 	case IB_UVERBS_WR_RDMA_READ:
 		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
 		break;
+	case HMR_WR_FLUSH:
+		if (req->compare_add > U32_MAX)
+			return IB_WC_LOC_LEN_ERR;	/* the RETH's DMA length has 32 bits */
+		fallthrough;
 	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
 	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
+	case HMR_WR_ATOMIC_WRITE:
 		op.npkts = 1;
 		break;
 	default:
-		return IB_WC_LOC_QP_OP_ERR;	/* FLUSH and ATOMIC WRITE stay on this kernel */
+		return IB_WC_LOC_QP_OP_ERR;
 	}
 	op.first = qp->wire.sq_psn;
 	ret = hmr_wire_run(&op);
@@ -482,10 +592,11 @@ out:
 		hmr_qp_put(qp);
 }
 
-void hmr_wire_qp_init(struct hmr_qp *qp)
+int hmr_wire_qp_init(struct hmr_qp *qp)
 {
 	skb_queue_head_init(&qp->wire.rx);
 	init_waitqueue_head(&qp->wire.wait);
+	return dst_cache_init(&qp->wire.dst_cache, GFP_KERNEL);
 }
 
 /* Back to RESET, or new PSNs: forget responses and the responder's progress. */
@@ -510,4 +621,6 @@ void hmr_wire_qp_destroy(struct hmr_qp *qp)
 	skb_queue_purge(&qp->wire.rx);
 	hmr_wire_resp_release(qp);
 	kfree(qp->wire.sgl);
+	kfree(qp->wire.rwqe);
+	dst_cache_destroy(&qp->wire.dst_cache);
 }

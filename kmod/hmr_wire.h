@@ -18,8 +18,8 @@ void hmr_net_exit(void);
 int hmr_net_get(struct net_device *ndev);
 void hmr_net_put(struct net_device *ndev);
 struct sk_buff *hmr_net_alloc(struct hmr_dev *hdev, u32 len);
-int hmr_net_xmit(struct hmr_dev *hdev, const struct hmr_path *path, struct sk_buff *skb,
-		 u8 hdr_len);
+int hmr_net_xmit(struct hmr_dev *hdev, const struct hmr_path *path, struct dst_cache *cache,
+		 struct sk_buff *skb, u8 hdr_len);
 int hmr_net_parse(struct sk_buff *skb, struct hmr_pkt *pkt);
 extern atomic64_t hmr_net_rx_dropped;
 extern atomic64_t hmr_net_icrc_errors;
@@ -33,7 +33,7 @@ void hmr_wire_pkt_init(struct hmr_pkt *pkt, u8 opcode, u32 qpn, u32 psn, u32 pay
 int hmr_wire_send(struct hmr_qp *qp, const struct hmr_path *path, struct hmr_pkt *pkt,
 		  struct hmr_sgl *sgl, u64 off);
 void hmr_wire_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt);
-void hmr_wire_qp_init(struct hmr_qp *qp);
+int hmr_wire_qp_init(struct hmr_qp *qp);
 void hmr_wire_qp_reset(struct hmr_qp *qp);
 void hmr_wire_qp_stop(struct hmr_qp *qp);
 void hmr_wire_qp_destroy(struct hmr_qp *qp);

@@ -40,18 +40,21 @@ static void hmr_wire_ack(struct hmr_qp *qp, u8 syndrome, u32 psn)
 	hmr_wire_send(qp, &qp->wire.path, &pkt, NULL, 0);
 }
 
-/* Forget the message in progress: drop its buffers' references. Caller holds resp_lock. */
+/* Forget the message in progress (it holds no references). Caller holds resp_lock. */
 void hmr_wire_resp_release(struct hmr_qp *qp)
 {
-	struct hmr_wire_qp *w = &qp->wire;
+	qp->wire.cur = 0;
+	qp->wire.off = 0;
+}
 
-	if (w->cur == HMR_PF_SEND)
-		hmr_sgl_put(w->sgl);
-	if (w->mr)
-		hmr_mr_put(w->mr);
-	w->mr = NULL;
-	w->cur = 0;
-	w->off = 0;
+/* The scratch buffers a message needs, allocated once per QP. */
+static int hmr_wire_resp_bufs(struct hmr_wire_qp *w)
+{
+	if (!w->sgl)
+		w->sgl = kzalloc(sizeof(*w->sgl), GFP_KERNEL);
+	if (!w->rwqe)
+		w->rwqe = kzalloc(sizeof(*w->rwqe), GFP_KERNEL);
+	return w->sgl && w->rwqe ? 0 : -ENOMEM;
 }
 
 static void hmr_wire_req_init(struct hmr_qp *qp, struct hmr_request *req, struct hmr_pkt *pkt,
@@ -70,38 +73,54 @@ static void hmr_wire_req_init(struct hmr_qp *qp, struct hmr_request *req, struct
 /* A receive-side failure of a SEND: its receive completes in error, the QP goes to ERROR. */
 static int hmr_wire_send_fail(struct hmr_qp *qp, struct hmr_request *req, int status, u8 nak)
 {
-	hmr_resp_complete_recv(qp, req, qp->wire.wr_id, status, IB_WC_RECV, 0);
+	hmr_resp_complete_recv(qp, req, qp->wire.rwqe->wr_id, status, IB_WC_RECV, 0);
 	hmr_wire_resp_release(qp);
 	hmr_qp_error_async(qp, false);
 	return HMR_NAK(nak);
 }
 
-/* The first packet of a SEND: take its receive WQE and resolve its buffers. */
+static struct ib_pd *hmr_wire_recv_pd(struct hmr_qp *qp, struct hmr_request *req)
+{
+	return req->srq ? req->srq->ibsrq.pd : qp->ibqp.pd;
+}
+
+/* The first packet of a SEND: take its receive WQE and check its buffers. */
 static int hmr_wire_send_first(struct hmr_qp *qp, struct hmr_request *req)
 {
 	struct hmr_wire_qp *w = &qp->wire;
 	u32 max_sge = req->srq ? req->srq->max_sge : qp->cap.max_recv_sge;
-	struct ib_pd *pd = req->srq ? req->srq->ibsrq.pd : qp->ibqp.pd;
-	struct hmr_recv_wqe wqe;
 	int ret;
 
-	if (!w->sgl) {
-		w->sgl = kzalloc(sizeof(*w->sgl), GFP_KERNEL);
-		if (!w->sgl)
-			return HMR_RESP_RNR;	/* not now: the requester tries again */
-	}
-	ret = hmr_resp_take_recv(qp, req, &wqe);
+	if (hmr_wire_resp_bufs(w))
+		return HMR_RESP_RNR;	/* not now: the requester tries again */
+	ret = hmr_resp_take_recv(qp, req, w->rwqe);
 	if (ret)
 		return ret == HMR_RESP_RNR ? ret : HMR_NAK(HMR_AETH_NAK_OP);
 	hmr_resp_consume_recv(qp, req);
-	w->wr_id = wqe.wr_id;
-	if (wqe.num_sge > max_sge)
+	if (w->rwqe->num_sge > max_sge)
 		return hmr_wire_send_fail(qp, req, IB_WC_LOC_QP_OP_ERR, HMR_AETH_NAK_OP);
-	if (hmr_sgl_resolve(pd, w->sgl, wqe.sge, wqe.num_sge, IB_ACCESS_LOCAL_WRITE))
+	if (hmr_sgl_resolve(hmr_wire_recv_pd(qp, req), w->sgl, w->rwqe->sge, w->rwqe->num_sge,
+			    IB_ACCESS_LOCAL_WRITE))
 		return hmr_wire_send_fail(qp, req, IB_WC_LOC_PROT_ERR, HMR_AETH_NAK_OP);
+	w->resid = w->sgl->len;	/* room in the receive buffers */
+	hmr_sgl_put(w->sgl);
 	w->cur = HMR_PF_SEND;
 	w->off = 0;
 	return 0;
+}
+
+/* Place one SEND packet's payload at the message's offset, its buffers resolved anew. */
+static int hmr_wire_send_place(struct hmr_qp *qp, struct hmr_request *req, struct hmr_pkt *pkt)
+{
+	struct hmr_wire_qp *w = &qp->wire;
+	int ret;
+
+	if (hmr_sgl_resolve(hmr_wire_recv_pd(qp, req), w->sgl, w->rwqe->sge, w->rwqe->num_sge,
+			    IB_ACCESS_LOCAL_WRITE))
+		return -EACCES;	/* deregistered under the message */
+	ret = hmr_sgl_rw_at(w->sgl, w->off, pkt->payload, pkt->paylen, true);
+	hmr_sgl_put(w->sgl);
+	return ret;
 }
 
 static int hmr_wire_resp_send(struct hmr_qp *qp, struct hmr_pkt *pkt)
@@ -120,15 +139,15 @@ static int hmr_wire_resp_send(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		if (ret)
 			return ret;
 	}
-	if (pkt->paylen > w->sgl->len - w->off)
+	if (pkt->paylen > w->resid - w->off)
 		return hmr_wire_send_fail(qp, &req, IB_WC_LOC_LEN_ERR, HMR_AETH_NAK_INV);
-	if (pkt->paylen && hmr_sgl_rw_at(w->sgl, w->off, pkt->payload, pkt->paylen, true))
+	if (pkt->paylen && hmr_wire_send_place(qp, &req, pkt))
 		return hmr_wire_send_fail(qp, &req, IB_WC_LOC_PROT_ERR, HMR_AETH_NAK_OP);
 	w->off += pkt->paylen;
 	if (pkt->flags & HMR_PF_LAST) {
 		len = w->off;
 		hmr_wire_resp_release(qp);
-		hmr_resp_complete_recv(qp, &req, w->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);
+		hmr_resp_complete_recv(qp, &req, w->rwqe->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);
 	}
 	return 0;
 }
@@ -137,22 +156,33 @@ static int hmr_wire_resp_send(struct hmr_qp *qp, struct hmr_pkt *pkt)
 static int hmr_wire_write_first(struct hmr_qp *qp, struct hmr_request *req, struct hmr_pkt *pkt)
 {
 	struct hmr_wire_qp *w = &qp->wire;
-	struct hmr_sgl *sgl = w->sgl;
 
-	if (!sgl) {
-		w->sgl = kzalloc(sizeof(*w->sgl), GFP_KERNEL);
-		if (!w->sgl)
-			return HMR_RESP_RNR;
-		sgl = w->sgl;
-	}
-	if (hmr_resp_remote_sgl(qp, req, pkt->dmalen, IB_ACCESS_REMOTE_WRITE, sgl))
+	if (hmr_wire_resp_bufs(w))
+		return HMR_RESP_RNR;
+	if (hmr_resp_remote_sgl(qp, req, pkt->dmalen, IB_ACCESS_REMOTE_WRITE, w->sgl))
 		return HMR_NAK(HMR_AETH_NAK_ACC);
-	w->mr = sgl->num ? sgl->mr[0] : NULL;	/* its reference moves to w->mr */
+	hmr_sgl_put(w->sgl);
 	w->va = pkt->va;
+	w->rkey = pkt->rkey;
 	w->resid = pkt->dmalen;
 	w->off = 0;
 	w->cur = HMR_PF_WRITE;
 	return 0;
+}
+
+/* Place one WRITE packet's payload at the message's address, under its R_Key again. */
+static int hmr_wire_write_place(struct hmr_qp *qp, struct hmr_request *req, struct hmr_pkt *pkt)
+{
+	struct hmr_wire_qp *w = &qp->wire;
+	int ret;
+
+	req->remote_addr = w->va;
+	req->rkey = w->rkey;
+	if (hmr_resp_remote_sgl(qp, req, pkt->paylen, IB_ACCESS_REMOTE_WRITE, w->sgl))
+		return -EACCES;	/* deregistered or invalidated under the message */
+	ret = hmr_sgl_rw_at(w->sgl, 0, pkt->payload, pkt->paylen, true);
+	hmr_sgl_put(w->sgl);
+	return ret;
 }
 
 static int hmr_wire_resp_write(struct hmr_qp *qp, struct hmr_pkt *pkt)
@@ -177,10 +207,13 @@ static int hmr_wire_resp_write(struct hmr_qp *qp, struct hmr_pkt *pkt)
 	/* Nothing of the last packet is placed before the receive WQE an immediate needs. */
 	if (imm) {
 		ret = hmr_resp_take_recv(qp, &req, &wqe);
-		if (ret)
+		if (ret) {
+			if (pkt->flags & HMR_PF_FIRST)
+				hmr_wire_resp_release(qp);	/* its retry starts it again */
 			return ret == HMR_RESP_RNR ? ret : HMR_NAK(HMR_AETH_NAK_OP);
+		}
 	}
-	if (pkt->paylen && hmr_mr_copy(w->mr, w->va, pkt->payload, pkt->paylen, true)) {
+	if (pkt->paylen && hmr_wire_write_place(qp, &req, pkt)) {
 		if (imm && req.srq)
 			hmr_srq_give_back(req.srq);
 		hmr_wire_resp_release(qp);
@@ -277,21 +310,28 @@ static int hmr_wire_resp_read(struct hmr_qp *qp, struct hmr_pkt *pkt)
 	return 0;
 }
 
-static void hmr_wire_atomic_ack(struct hmr_qp *qp, u32 psn, u64 orig)
+/*
+ * The answer to a one-packet request kept in @res: an atomic's ATOMIC ACK with the original
+ * value, or for an ATOMIC WRITE or FLUSH an empty READ response, as rxe answers them.
+ */
+static void hmr_wire_res_answer(struct hmr_qp *qp, const struct hmr_wire_res *res)
 {
 	struct hmr_pkt pkt = {};
 
-	hmr_wire_pkt_init(&pkt, HMR_OP_ATOMIC_ACK, qp->attr.dest_qp_num, psn, 0);
+	hmr_wire_pkt_init(&pkt, res->answer, qp->attr.dest_qp_num, res->psn, 0);
 	pkt.syndrome = HMR_AETH_ACK;
 	pkt.msn = qp->wire.msn;
-	pkt.orig = orig;
+	pkt.orig = res->orig;
 	hmr_wire_send(qp, &qp->wire.path, &pkt, NULL, 0);
 }
 
 static int hmr_wire_resp_atomic(struct hmr_qp *qp, struct hmr_pkt *pkt)
 {
 	bool cas = pkt->opcode == HMR_OP_CMP_SWAP;
-	struct hmr_wire_res res = { .valid = true, .atomic = true, .psn = pkt->psn, .npkts = 1 };
+	struct hmr_wire_res res = {
+		.valid = true, .atomic = true, .answer = HMR_OP_ATOMIC_ACK, .psn = pkt->psn,
+		.npkts = 1,
+	};
 	struct hmr_request req;
 	struct hmr_sgl target;
 	int ret;
@@ -309,7 +349,51 @@ static int hmr_wire_resp_atomic(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		return HMR_NAK(HMR_AETH_NAK_ACC);
 	hmr_wire_res_save(qp, &res);
 	qp->wire.msn++;
-	hmr_wire_atomic_ack(qp, pkt->psn, res.orig);
+	hmr_wire_res_answer(qp, &res);
+	return 0;
+}
+
+static int hmr_wire_nak_of(int status)
+{
+	if (status == IB_WC_REM_INV_REQ_ERR)
+		return HMR_NAK(HMR_AETH_NAK_INV);
+	return status == IB_WC_REM_ACCESS_ERR ? HMR_NAK(HMR_AETH_NAK_ACC) :
+						HMR_NAK(HMR_AETH_NAK_OP);
+}
+
+/*
+ * ATOMIC WRITE (8 bytes in one store, RETH length 8) and FLUSH (FETH: placement type and
+ * selectivity; RETH: the range): executed as on this kernel (hmr_resp.c), kept to answer a
+ * duplicate without executing it again.
+ */
+static int hmr_wire_resp_flush_ops(struct hmr_qp *qp, struct hmr_pkt *pkt)
+{
+	bool flush = pkt->flags & HMR_PF_FLUSH;
+	struct hmr_wire_res res = {
+		.valid = true, .atomic = true, .answer = HMR_OP_READ_RESP_ONLY, .psn = pkt->psn,
+		.npkts = 1,
+	};
+	struct hmr_request req;
+	int ret;
+
+	if (!HMR_FLUSH_OPS)
+		return HMR_NAK(HMR_AETH_NAK_INV);
+	hmr_wire_req_init(qp, &req, pkt, flush ? HMR_WR_FLUSH : HMR_WR_ATOMIC_WRITE);
+	if (flush) {
+		req.swap = HMR_FETH_PLT(pkt->feth) | HMR_FETH_SEL(pkt->feth) << 8;
+		req.compare_add = pkt->dmalen;
+		ret = hmr_resp_flush(qp, &req);
+	} else {
+		if (pkt->paylen != sizeof(u64) || pkt->dmalen != sizeof(u64))
+			return HMR_NAK(HMR_AETH_NAK_INV);
+		memcpy(&req.compare_add, pkt->payload, sizeof(u64));	/* bytes as sent */
+		ret = hmr_resp_atomic_write(qp, &req);
+	}
+	if (ret != IB_WC_SUCCESS)
+		return hmr_wire_nak_of(ret);
+	hmr_wire_res_save(qp, &res);
+	qp->wire.msn++;
+	hmr_wire_res_answer(qp, &res);
 	return 0;
 }
 
@@ -325,11 +409,12 @@ static void hmr_wire_resp_dup(struct hmr_qp *qp, struct hmr_pkt *pkt)
 			hmr_wire_ack(qp, HMR_AETH_ACK, hmr_psn_add(qp->wire.epsn, HMR_PSN_MASK24));
 		return;
 	}
-	res = hmr_wire_res_find(qp, pkt->psn, pkt->flags & HMR_PF_ATOMIC);
+	res = hmr_wire_res_find(qp, pkt->psn, pkt->flags & (HMR_PF_ATOMIC | HMR_PF_FLUSH |
+							     HMR_PF_ATOMIC_WRITE));
 	if (!res)
 		return;		/* older than the resources kept: dropped */
 	if (res->atomic)
-		hmr_wire_atomic_ack(qp, res->psn, res->orig);
+		hmr_wire_res_answer(qp, res);
 	else
 		hmr_wire_read_answer(qp, pkt, &n);	/* its RETH: what is still missing */
 }
@@ -356,6 +441,8 @@ static int hmr_wire_resp_exec(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		return hmr_wire_resp_read(qp, pkt);
 	if (pkt->flags & HMR_PF_ATOMIC)
 		return hmr_wire_resp_atomic(qp, pkt);
+	if (pkt->flags & (HMR_PF_FLUSH | HMR_PF_ATOMIC_WRITE))
+		return hmr_wire_resp_flush_ops(qp, pkt);
 	return HMR_NAK(HMR_AETH_NAK_INV);
 }
 
