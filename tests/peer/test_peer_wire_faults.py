@@ -9,13 +9,20 @@ duplicate_request.
 Each stream carries over a thousand request (WRITE, SEND) or response (READ) packets, so a 1%
 fault hits some of them with certainty for practical purposes (0.99^1000 < 5e-5); under
 duplication a READ stream is made of many small READs instead (768 requests).
+
+Last, the link dies in the middle of a WRITE (slowed to 4 Mbit/s, then loss 100% on the
+requester's side): the requester gives up with RETRY_EXC_ERR, and the responder's process must
+still be able to exit.
 """
 import os
+import subprocess
+import time
 
 import pytest
 
-from peerlib import DEVICE, SIDES, other, run
-from test_peer_wire_data import check, is_hmr, link_if, run_ops
+from peerlib import DEVICE, SIDES, Server, next_port, other, run, wait_listening
+from test_peer_wire_data import (SERVER_GRACE, check, counters, is_hmr, link_if, run_ops,
+                                 stuck_stack, summary, wire_argv)
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_PEER") != "1",
                                 reason="runs in the first guest of a two-guest lab run")
@@ -73,3 +80,53 @@ def test_stream_under_fault(netem, op, server):
                                    for k, v in d[s].items()
                                    if v and k in ("retry_pkts", "ack_timeouts", "rcvd_seq_err",
                                                   "duplicate_request", "completer_retry_err")))
+
+
+def test_responder_exits_after_the_requester_gave_up_mid_write():
+    """The link dies (netem: 4 Mbit/s so that the WRITE lasts, then loss 100%, on this side)
+    in the middle of a 32 MiB WRITE: the requester ends with IBV_WC_RETRY_EXC_ERR. Once the
+    link is back, the server (the responder) learns it over TCP and exits: nothing of the
+    half-received message may keep it from doing so (deregistering the target MR must not wait
+    for packets that will never come)."""
+    size = 32 << 20
+    port = next_port()
+    server = Server("peer", wire_argv("peer", "server", "write", port,
+                                      ["--sizes", str(size), "--iters", "1"]))
+    dev = link_if("self")
+    client = lossy = None
+    stuck = ""
+    try:
+        r = run("self", ["tc", "qdisc", "add", "dev", dev, "root", "netem", "rate", "4mbit"])
+        assert r.returncode == 0, r.stderr
+        lossy = True
+        wait_listening(server, port)
+        client = subprocess.Popen(
+            wire_argv("self", "client", "write", port, ["--sizes", str(size), "--iters", "1"]) +
+            ["peer"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace")
+        start, end = counters("peer")["rcvd_pkts"], time.monotonic() + 600
+        while counters("peer")["rcvd_pkts"] - start < 2000:  # of 32768 packets
+            assert client.poll() is None and time.monotonic() < end, \
+                f"the WRITE ended (exit {client.poll()}) before the link was cut"
+            time.sleep(0.5)
+        r = run("self", ["tc", "qdisc", "change", "dev", dev, "root", "netem", "loss", "100%"])
+        assert r.returncode == 0, r.stderr
+        cout, _ = client.communicate(timeout=300)
+        r = run("self", ["tc", "qdisc", "del", "dev", dev, "root"])
+        assert r.returncode == 0, r.stderr
+        lossy = False
+        src, sout = server.wait(SERVER_GRACE)
+        if src is None:
+            stuck = stuck_stack(server)
+    finally:
+        if lossy:
+            run("self", ["tc", "qdisc", "del", "dev", dev, "root"])
+        if client and client.poll() is None:
+            client.kill()
+            client.wait()
+        server.kill()
+    s = summary(cout)
+    where = f"client exit {client.returncode}:\n{cout}\n--- server exit {src}:\n{sout}\n{stuck}"
+    assert client.returncode == 1 and s and "IBV_WC_RETRY_EXC_ERR" in s["statuses"], where
+    assert src is not None, where
+    assert src == 1 and ("the peer aborted" in sout or "control connection" in sout), where

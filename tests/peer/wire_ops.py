@@ -23,6 +23,12 @@ seed, size and iteration). Checked byte for byte, with 64 poison bytes either si
   read               the client checks what it read
   cas, faa           a known sequence on one word (cas: every other compare fails): the client
                      checks each original value returned, the server the final word
+  atomic_write       8 bytes per operation into its own aligned word (ibv_wr_atomic_write):
+                     the server checks every word once the client saw the completions
+  flush              a WRITE of each region, then a FLUSH (global visibility) of its range (the
+                     last one of the whole MR) in the same batch (ibv_wr_rdma_write,
+                     ibv_wr_flush): once the FLUSHes completed, the server checks the regions
+                     with no barrier SEND (a FLUSH completes after the WRITEs before it)
 Every completion must be IBV_WC_SUCCESS with the expected wr_id and opcode.
 
 --odp registers the side's buffers with IBV_ACCESS_ON_DEMAND; a device without the RC ODP
@@ -35,6 +41,10 @@ by design), or forks a child that writes to every page of it and exits. Each ope
 also goes to a second, unchecked region that the thread works on while data lands in it
 (MADV_DONTNEED and a new mapping lose what was there, by definition); fork keeps every byte,
 so the fork thread works on the checked region too.
+
+--late-recv SECS (server): each iteration's receives are posted SECS seconds after the client was
+told to go, so its SENDs / WRITEs with immediate meet an empty receive queue and are answered
+with RNR NAKs until then (rnr_retry 7: retried for ever, min_rnr_timer 12: 0.64 ms).
 
 --expect-status STATUS --timeout-secs S (client): stream WRITEs (--depth outstanding) until
 they fail; exit 0 when the first failed WR ends with STATUS (the others: STATUS or
@@ -66,7 +76,7 @@ from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
 from pyverbs.mr import MR  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
-from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr  # noqa: E402
+from pyverbs.qp import QP, QPAttr, QPCap, QPEx, QPInitAttr, QPInitAttrEx  # noqa: E402
 from pyverbs.wr import SGE, RecvWR, SendWR  # noqa: E402
 
 SKIP = 77
@@ -94,10 +104,24 @@ OPS = {
     "read": ("IBV_WR_RDMA_READ", "IBV_WC_RDMA_READ", "READ", "READ"),
     "cas": ("IBV_WR_ATOMIC_CMP_AND_SWP", "IBV_WC_COMP_SWAP", "ATOMIC", "ATOMIC"),
     "faa": ("IBV_WR_ATOMIC_FETCH_AND_ADD", "IBV_WC_FETCH_ADD", "ATOMIC", "ATOMIC"),
+    "atomic_write": ("IBV_WR_ATOMIC_WRITE", "IBV_WC_ATOMIC_WRITE", "ATOMIC_WRITE",
+                     "ATOMIC_WRITE"),
+    "flush": ("IBV_WR_FLUSH", "IBV_WC_FLUSH", "FLUSH", "FLUSH"),
 }
+# enum values pyverbs may not name (rdma-core's verbs.h)
+ENUM_FALLBACK = {"IBV_WC_FLUSH": 8, "IBV_WC_ATOMIC_WRITE": 9, "IBV_ODP_SUPPORT_FLUSH": 1 << 6,
+                 "IBV_ODP_SUPPORT_ATOMIC_WRITE": 1 << 7, "IBV_ACCESS_FLUSH_GLOBAL": 1 << 8,
+                 "IBV_QP_EX_WITH_ATOMIC_WRITE": 1 << 13, "IBV_QP_EX_WITH_FLUSH": 1 << 12,
+                 "IBV_FLUSH_GLOBAL": 1, "IBV_FLUSH_RANGE": 0, "IBV_FLUSH_MR": 1}
+
+
+def enum(name):
+    return getattr(e, name, ENUM_FALLBACK.get(name))
+
 SENDS = ("send", "send_imm")
 WRITES = ("write", "write_imm")
 ATOMICS = ("cas", "faa")
+FLUSH_OPS = ("atomic_write", "flush")  # posted with the ibv_wr_* API (a QPEx)
 ACCESS = (e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ |
           e.IBV_ACCESS_REMOTE_ATOMIC)
 MTU_ENUM = {256: e.IBV_MTU_256, 512: e.IBV_MTU_512, 1024: e.IBV_MTU_1024,
@@ -215,8 +239,8 @@ class Buffer:
         if self.addr in (None, ctypes.c_void_p(-1).value):
             raise Failed(f"mmap of {length} bytes failed: errno {ctypes.get_errno()}")
         ctypes.memset(self.addr, 0, length)
-        self.mr = MR(pd, length, ACCESS | (e.IBV_ACCESS_ON_DEMAND if odp else 0),
-                     address=self.addr)
+        self.mr = MR(pd, length, ACCESS | enum("IBV_ACCESS_FLUSH_GLOBAL") |
+                     (e.IBV_ACCESS_ON_DEMAND if odp else 0), address=self.addr)
 
     def put(self, off, data):
         ctypes.memmove(self.addr + off, data, len(data))
@@ -342,6 +366,14 @@ class Side:
         self.scq = CQ(self.ctx, 1024)
         self.rcq = CQ(self.ctx, 1024)
         cap = QPCap(max_send_wr=256, max_recv_wr=256, max_send_sge=1, max_recv_sge=1)
+        if self.args.op in FLUSH_OPS:
+            ops = (e.IBV_QP_EX_WITH_RDMA_WRITE | e.IBV_QP_EX_WITH_SEND |
+                   enum("IBV_QP_EX_WITH_ATOMIC_WRITE") | enum("IBV_QP_EX_WITH_FLUSH"))
+            self.qp = QPEx(self.ctx, QPInitAttrEx(
+                qp_type=e.IBV_QPT_RC, scq=self.scq, rcq=self.rcq, cap=cap, sq_sig_all=1,
+                pd=self.pd, comp_mask=e.IBV_QP_INIT_ATTR_PD | e.IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
+                send_ops_flags=ops))
+            return
         self.qp = QP(self.pd, QPInitAttr(qp_type=e.IBV_QPT_RC, scq=self.scq, rcq=self.rcq,
                                          cap=cap, sq_sig_all=1))
 
@@ -356,7 +388,7 @@ class Side:
         caps = self.ctx.query_device_ex().odp_caps
         if not caps.general_caps & e.IBV_ODP_SUPPORT:
             raise Skip(f"{self.dev} has no ODP")
-        if not caps.rc_odp_caps & getattr(e, f"IBV_ODP_SUPPORT_{cap}"):
+        if not caps.rc_odp_caps & enum(f"IBV_ODP_SUPPORT_{cap}"):
             raise Skip(f"{self.dev} lacks the RC ODP capability {cap} ({self.args.op}, "
                        f"{self.role})")
 
@@ -366,7 +398,9 @@ class Side:
     def connect(self, remote):
         mtu = min(self.mtu, remote["mtu"], 4096)
         a = QPAttr(qp_state=e.IBV_QPS_INIT)
-        a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, ACCESS
+        # a FLUSH needs the responder QP's leave too (rxe answers invalid request without it)
+        flush = enum("IBV_ACCESS_FLUSH_GLOBAL") if self.args.op in FLUSH_OPS else 0
+        a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, ACCESS | flush
         self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT |
                        e.IBV_QP_ACCESS_FLAGS)
         a = QPAttr(qp_state=e.IBV_QPS_RTR)
@@ -520,7 +554,7 @@ def run_server(side, ctl):
     target = Buffer(side.pd, slot * len(copies), args.odp)
     ctlbuf = Buffer(side.pd, PAGE, False)  # barriers and immediates' receives: not the data
     ctl.send(hello={**side.info(), "addr": target.addr, "rkey": target.mr.rkey,
-                    "copies": copies})
+                    "length": target.length, "copies": copies})
     side.connect(hello)
     if args.race:
         # fork keeps every byte: it works on the checked slot too; the others on the second one
@@ -539,27 +573,35 @@ def run_server(side, ctl):
         for i in range(iters):
             poison = poison_of(k, i)
             offs = [region_off(k, i, j, unit) for j in range(depth)]
-            expect = []
+            expect, recvs = [], []
+            if op == "atomic_write":
+                target.fill(0, ATOMIC_OFF + 8 * depth + GUARD, poison)
             for j, off in enumerate(offs):
                 for c, base in enumerate(copies):
-                    if op in ATOMICS:
-                        continue  # one word at ATOMIC_OFF, set once
+                    if op in ATOMICS or op == "atomic_write":
+                        continue  # words at ATOMIC_OFF
                     target.fill(base + off - GUARD, size + 2 * GUARD, poison)
                     if op == "read":
                         target.put(base + off, pattern(size, key_of(seed, k, i, j)))
                     wr_id = (j << 1) | c
                     if op in SENDS:
-                        side.qp.post_recv(RecvWR(wr_id=wr_id, num_sge=1,
-                                                 sg=[target.sge(base + off, size + GUARD)]))
+                        recvs.append(RecvWR(wr_id=wr_id, num_sge=1,
+                                            sg=[target.sge(base + off, size + GUARD)]))
                         expect.append((wr_id, e.IBV_WC_RECV))
                     elif op == "write_imm":
-                        side.qp.post_recv(RecvWR(wr_id=wr_id, num_sge=1,
-                                                 sg=[ctlbuf.sge(0, 16)]))
+                        recvs.append(RecvWR(wr_id=wr_id, num_sge=1, sg=[ctlbuf.sge(0, 16)]))
                         expect.append((wr_id, e.IBV_WC_RECV_RDMA_WITH_IMM))
             if op == "write":
-                side.qp.post_recv(RecvWR(wr_id=barrier, num_sge=1, sg=[ctlbuf.sge(0, 64)]))
+                recvs.append(RecvWR(wr_id=barrier, num_sge=1, sg=[ctlbuf.sge(0, 64)]))
                 expect.append((barrier, e.IBV_WC_RECV))
+            if not args.late_recv:
+                for wr in recvs:
+                    side.qp.post_recv(wr)
             ctl.send(go=[k, i], offs=offs)
+            if args.late_recv:  # the requests meet an empty receive queue: RNR NAKs
+                time.sleep(args.late_recv)
+                for wr in recvs:
+                    side.qp.post_recv(wr)
             what = f"{op} size {size} iteration {i}"
             wcs = side.wait_wcs(side.rcq, len(expect), wc_timeout(args, size * len(expect)),
                                 ctl, what)
@@ -586,6 +628,15 @@ def run_server(side, ctl):
             ctl.recv("done", wc_timeout(args, size * depth * len(copies)) + 120)
             if op == "read" or op in ATOMICS:
                 side.ops += depth
+            elif op == "flush":
+                for j, off in enumerate(offs):
+                    if side.check_region(target, off, pattern(size, key_of(seed, k, i, j)),
+                                         poison, f"{what} unit {j}"):
+                        side.ops += 1
+            elif op == "atomic_write":
+                words = pattern(8 * depth, key_of(seed, k, i, 0))
+                if side.check_region(target, ATOMIC_OFF, words, poison, what):
+                    side.ops += depth
     if final is not None:
         got = struct.unpack("<Q", target.get(ATOMIC_OFF, 8))[0]
         if got != final:
@@ -615,7 +666,9 @@ def client(args):
     side.setup()
     sock = connect_to(args.host, args.port, args.connect_secs)
     sock.settimeout(None)
-    return converse(side, Ctl(sock), run_stream if args.expect_status else run_client)
+    body = run_stream if args.expect_status else \
+        run_client_wr if args.op in FLUSH_OPS else run_client
+    return converse(side, Ctl(sock), body)
 
 
 def hello_exchange(side, ctl, stream):
@@ -633,6 +686,14 @@ def hello_exchange(side, ctl, stream):
     return remote, sizes, seed
 
 
+def recv_go(ctl, args, k, i, nbytes):
+    """The server's go for size @k, iteration @i (it has prepared its memory)."""
+    go = ctl.recv("go", wc_timeout(args, nbytes) + 300)
+    if go["go"] != [k, i]:
+        raise Failed(f"the server is at {go['go']}, this client at {[k, i]}")
+    return go
+
+
 def run_client(side, ctl):
     args = side.args
     op, depth = args.op, args.depth
@@ -645,9 +706,7 @@ def run_client(side, ctl):
     barrier = 1 << 20
     for k, size in enumerate(sizes):
         for i in range(args.iters):
-            go = ctl.recv("go", wc_timeout(args, size * depth) + 300)
-            if go["go"] != [k, i]:
-                raise Failed(f"the server is at {go['go']}, this client at {[k, i]}")
+            go = recv_go(ctl, args, k, i, size * depth)
             what = f"{op} size {size} iteration {i}"
             poison = poison_of(k, i)
             # local regions at other offsets than the remote ones
@@ -701,6 +760,58 @@ def run_client(side, ctl):
                 else:
                     side.ops += len(remote["copies"])
                     side.bytes += size * len(remote["copies"])
+            ctl.send(done=[k, i])
+    ctl.send(end={"errors": len(side.errors)})
+    side.peer = ctl.recv("end", 300)["end"]
+
+
+def post_flush_ops(side, op, remote, go, local, loffs, size, words):
+    """One batch (ibv_wr_start .. ibv_wr_complete): per unit j, an ATOMIC WRITE of its word, or
+    a WRITE of its region and a FLUSH of that range (the last unit: of the whole MR).
+    Returns the completions to expect."""
+    qp, expect = side.qp, []
+    qp.wr_start()
+    for j in range(len(loffs)):
+        qp.wr_id, qp.wr_flags = j, e.IBV_SEND_SIGNALED
+        if op == "atomic_write":
+            qp.wr_atomic_write(remote["rkey"], remote["addr"] + ATOMIC_OFF + 8 * j,
+                               words[8 * j:8 * j + 8])
+            expect.append((j, enum("IBV_WC_ATOMIC_WRITE")))
+            continue
+        addr = remote["addr"] + go["offs"][j]
+        qp.wr_rdma_write(remote["rkey"], addr)
+        qp.wr_set_sge(local.sge(loffs[j], size))
+        expect.append((j, e.IBV_WC_RDMA_WRITE))
+        qp.wr_id, qp.wr_flags = 1000 + j, e.IBV_SEND_SIGNALED
+        last = j == len(loffs) - 1
+        qp.wr_flush(remote["rkey"], remote["addr"] if last else addr,
+                    remote["length"] if last else size, enum("IBV_FLUSH_GLOBAL"),
+                    enum("IBV_FLUSH_MR") if last else enum("IBV_FLUSH_RANGE"))
+        expect.append((1000 + j, enum("IBV_WC_FLUSH")))
+    qp.wr_complete()
+    return expect
+
+
+def run_client_wr(side, ctl):
+    """atomic_write and flush: posted with the ibv_wr_* API."""
+    args = side.args
+    op, depth = args.op, args.depth
+    remote, sizes, seed = hello_exchange(side, ctl, False)
+    unit = unit_len(max(sizes))
+    local = Buffer(side.pd, depth * unit, args.odp)
+    for k, size in enumerate(sizes):
+        for i in range(args.iters):
+            go = recv_go(ctl, args, k, i, size * depth)
+            what = f"{op} size {size} iteration {i}"
+            loffs = [region_off(k, i + 1, j, unit) for j in range(depth)]
+            for j in range(depth):
+                local.put(loffs[j], pattern(size, key_of(seed, k, i, j)))
+            expect = post_flush_ops(side, op, remote, go, local, loffs, size,
+                                    pattern(8 * depth, key_of(seed, k, i, 0)))
+            wcs = side.wait_wcs(side.scq, len(expect), wc_timeout(args, size * depth), ctl, what)
+            side.check_wcs(wcs, expect, what)
+            side.ops += depth
+            side.bytes += 8 * depth if op == "atomic_write" else size * depth
             ctl.send(done=[k, i])
     ctl.send(end={"errors": len(side.errors)})
     side.peer = ctl.recv("end", 300)["end"]
@@ -792,6 +903,8 @@ def parse(argv):
     p.add_argument("--accept-secs", type=float, default=300)
     p.add_argument("--wc-timeout", type=float, default=120,
                    help="seconds a completion may take (plus the bytes at 20 kB/s)")
+    p.add_argument("--late-recv", type=float, default=0, help="server: post each iteration's "
+                   "receives this many seconds after telling the client to go (RNR NAKs)")
     p.add_argument("--expect-status")
     p.add_argument("--timeout-secs", type=float, default=30)
     p.add_argument("--duration", type=float, default=900)
@@ -810,7 +923,7 @@ def parse(argv):
             p.error(f"unknown status {args.expect_status}")
     if args.iters < 1 or args.depth < 1 or args.depth > 64:
         p.error("--iters >= 1, 1 <= --depth <= 64")
-    if args.op in ATOMICS:
+    if args.op in ATOMICS or args.op == "atomic_write":
         args.sizes = args.sizes or "8"
     return args
 
