@@ -2,11 +2,9 @@
 guest over the link between them; each guest test is reported here, as test_guest.py does.
 
 HMR_PEER_CONFIGS lists the pairs to boot, each SELF[-PEER] (devices hmr or rxe; PEER defaults to
-SELF): the default "hmr-rxe" is hmr0 against rxe0, which runs hmr's requester and responder
-against a real rxe both ways; "hmr hmr-rxe" adds hmr0 against hmr0 (a second pair boot: by hand,
-to keep `make test` within CI's time on a 2-core machine);
-`HMR_PEER_CONFIGS=rxe-rxe` checks the lab itself with rxe on both guests. Both guests run the
-first kernel of HMR_KERNEL. The health of each pair run (both kernel logs clean, both guests'
+SELF): the default "hmr hmr-rxe" is hmr0 against hmr0, then hmr0 against rxe0, which runs hmr's
+requester and responder against a real rxe both ways; `HMR_PEER_CONFIGS=rxe-rxe` checks the lab
+itself with rxe on both guests. Both guests run the first kernel of HMR_KERNEL. The health of each pair run (both kernel logs clean, both guests'
 devices and modules torn down, no lab failure) is one more test.
 """
 import os
@@ -16,7 +14,7 @@ import pytest
 from guestrun import Suite, parametrize_cases, report_case
 
 KERNEL = os.environ.get("HMR_KERNEL", "6.12").split()[0]
-CONFIGS = os.environ.get("HMR_PEER_CONFIGS", "hmr-rxe").split()
+CONFIGS = os.environ.get("HMR_PEER_CONFIGS", "hmr hmr-rxe").split()
 
 
 def suite(config):
