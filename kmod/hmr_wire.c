@@ -279,9 +279,9 @@ static int hmr_wire_send_one(struct hmr_wire_op *op)
 		pkt.dmalen = min_t(u64, req->local->len - skip,
 				   (u64)(op->read_end - op->done) * op->mtu);
 	} else {
-		op->sent = 1;
 		bool cas = req->opcode == IB_UVERBS_WR_ATOMIC_CMP_AND_SWP;
 
+		op->sent = 1;
 		hmr_wire_pkt_init(&pkt, cas ? HMR_OP_CMP_SWAP : HMR_OP_FETCH_ADD,
 				  qp->attr.dest_qp_num, op->first, 0);
 		pkt.va = req->remote_addr;
