@@ -231,15 +231,15 @@ def find_gid(dev, ipv6):
 # ---- memory ----
 
 class Buffer:
-    """An anonymous mapping, registered (ODP when asked)."""
+    """An anonymous mapping, registered (ODP when asked; FLUSH_GLOBAL for a FLUSH target)."""
 
-    def __init__(self, pd, length, odp):
+    def __init__(self, pd, length, odp, flush=False):
         self.length = length
         self.addr = libc.mmap(None, length, PROT_RW, 0x22, -1, 0)  # MAP_PRIVATE | MAP_ANONYMOUS
         if self.addr in (None, ctypes.c_void_p(-1).value):
             raise Failed(f"mmap of {length} bytes failed: errno {ctypes.get_errno()}")
         ctypes.memset(self.addr, 0, length)
-        self.mr = MR(pd, length, ACCESS | enum("IBV_ACCESS_FLUSH_GLOBAL") |
+        self.mr = MR(pd, length, ACCESS | (enum("IBV_ACCESS_FLUSH_GLOBAL") if flush else 0) |
                      (e.IBV_ACCESS_ON_DEMAND if odp else 0), address=self.addr)
 
     def put(self, off, data):
@@ -551,7 +551,7 @@ def run_server(side, ctl):
     unit = unit_len(max(sizes))
     slot = depth * unit
     copies = [0, slot] if args.race else [0]
-    target = Buffer(side.pd, slot * len(copies), args.odp)
+    target = Buffer(side.pd, slot * len(copies), args.odp, op == "flush")
     ctlbuf = Buffer(side.pd, PAGE, False)  # barriers and immediates' receives: not the data
     ctl.send(hello={**side.info(), "addr": target.addr, "rkey": target.mr.rkey,
                     "length": target.length, "copies": copies})
