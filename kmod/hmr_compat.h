@@ -45,6 +45,7 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #else
 #define HMR_FLUSH_OPS			false
 #define IB_ACCESS_FLUSH_GLOBAL		0
+#define IB_ACCESS_FLUSH_PERSISTENT	0
 #define IB_DEVICE_FLUSH_GLOBAL		0
 #define IB_DEVICE_ATOMIC_WRITE		0
 #endif

@@ -362,10 +362,11 @@ int hmr_resp_atomic_write(struct hmr_qp *qp, struct hmr_request *req)
 }
 
 /*
- * FLUSH: the rkey's MR must allow the placement type (only global visibility is offered: no
- * persistent memory) over the range, or the whole MR. The CPU's caches are coherent, so data
- * an earlier WRITE placed is globally visible once it completed: nothing is left to do but
- * order.
+ * FLUSH: the QP must take FLUSH of the placement type (its IB_ACCESS_FLUSH_* access flags; else
+ * invalid request, as rxe answers), and the rkey's MR must allow it (only global visibility is
+ * offered: no persistent memory) over the range, or the whole MR. The CPU's caches are coherent,
+ * so data an earlier WRITE placed is globally visible once it completed: nothing is left to do
+ * but order.
  */
 int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 {
@@ -375,6 +376,10 @@ int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 	bool ok;
 
 	if (!type || (type & ~(HMR_FLUSH_GLOBAL | HMR_FLUSH_PERSISTENT)) || level > HMR_FLUSH_MR)
+		return IB_WC_REM_INV_REQ_ERR;
+	if (((type & HMR_FLUSH_GLOBAL) && !(qp->attr.qp_access_flags & IB_ACCESS_FLUSH_GLOBAL)) ||
+	    ((type & HMR_FLUSH_PERSISTENT) &&
+	     !(qp->attr.qp_access_flags & IB_ACCESS_FLUSH_PERSISTENT)))
 		return IB_WC_REM_INV_REQ_ERR;
 	if (type & HMR_FLUSH_PERSISTENT)
 		return IB_WC_REM_ACCESS_ERR;	/* no MR can allow it: hmr has no persistent memory */

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest")
 
-from test_hmr_data import Side, connect, pattern, poll, post_recv, sge  # noqa: E402
+from test_hmr_data import ALL, Side, connect, pattern, poll, post_recv, sge  # noqa: E402
 from test_hmr_util import e  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
@@ -23,7 +23,7 @@ RC_OPS = (e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_IMM | e.IBV_QP_EX_W
 WC_FLUSH, WC_ATOMIC_WRITE = 8, 9                # enum ibv_wc_opcode (rdma-core 56 and 65)
 FLUSH_GLOBAL, FLUSH_PERSISTENT = 1, 2           # enum ibv_placement_type
 FLUSH_RANGE, FLUSH_MR = 0, 1                    # enum ibv_selectivity_level
-ACCESS_FLUSH_GLOBAL = 1 << 8
+ACCESS_FLUSH_GLOBAL, ACCESS_FLUSH_PERSISTENT = 1 << 8, 1 << 9
 SQ_DEPTH = 16
 
 
@@ -302,12 +302,31 @@ def test_wr_atomic_write_misaligned_is_refused(ex):
     assert wc.wr_id == 81 and wc.status == e.IBV_WC_REM_INV_REQ_ERR
 
 
-@pytest.mark.parametrize("case", ["range", "mr", "no-flush-access", "persistent", "past-end"])
+FLUSH_CASES = {  # case: (QP access flags beyond ALL, MR access beyond LOCAL/REMOTE_WRITE, status)
+    "range": (ACCESS_FLUSH_GLOBAL, ACCESS_FLUSH_GLOBAL, e.IBV_WC_SUCCESS),
+    "mr": (ACCESS_FLUSH_GLOBAL, ACCESS_FLUSH_GLOBAL, e.IBV_WC_SUCCESS),
+    "no-flush-access": (ACCESS_FLUSH_GLOBAL, 0, e.IBV_WC_REM_ACCESS_ERR),
+    # the QP does not take FLUSH of that placement type: invalid request, as rxe answers
+    "qp-no-flush-access": (0, ACCESS_FLUSH_GLOBAL, e.IBV_WC_REM_INV_REQ_ERR),
+    "persistent": (ACCESS_FLUSH_GLOBAL, ACCESS_FLUSH_GLOBAL, e.IBV_WC_REM_INV_REQ_ERR),
+    # the QP takes it, but no MR can allow it: hmr has no persistent memory
+    "persistent-qp-allows": (ACCESS_FLUSH_GLOBAL | ACCESS_FLUSH_PERSISTENT, ACCESS_FLUSH_GLOBAL,
+                             e.IBV_WC_REM_ACCESS_ERR),
+    "past-end": (ACCESS_FLUSH_GLOBAL, ACCESS_FLUSH_GLOBAL, e.IBV_WC_REM_ACCESS_ERR),
+}
+
+
+@pytest.mark.parametrize("case", FLUSH_CASES)
 def test_wr_flush(ex, case):
     from pyverbs.mr import MR
+    from pyverbs.qp import QPAttr
+    qp_access, mr_access, want = FLUSH_CASES[case]
+    a = QPAttr(qp_state=e.IBV_QPS_RTS)   # the target QP's access flags, changed in RTS
+    a.qp_access_flags = ALL | qp_access
+    ex.b.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_ACCESS_FLAGS)
     access = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE
-    mr = MR(ex.pd, 1 << 16, access | (0 if case == "no-flush-access" else ACCESS_FLUSH_GLOBAL))
-    ptype = FLUSH_PERSISTENT if case == "persistent" else FLUSH_GLOBAL
+    mr = MR(ex.pd, 1 << 16, access | mr_access)
+    ptype = FLUSH_PERSISTENT if case.startswith("persistent") else FLUSH_GLOBAL
     level = FLUSH_MR if case == "mr" else FLUSH_RANGE
     length = (1 << 16) + 1 if case == "past-end" else 4096
     ex.a.mr.write(b"flushed", 7)
@@ -321,7 +340,6 @@ def test_wr_flush(ex, case):
     qp.wr_complete()
     wcs = poll(ex.a.scq, 2)
     assert wcs[0].status == e.IBV_WC_SUCCESS and mr.read(7, 0) == b"flushed"
-    want = e.IBV_WC_SUCCESS if case in ("range", "mr") else e.IBV_WC_REM_ACCESS_ERR
     assert (wcs[1].wr_id, wcs[1].status) == (91, want)
     if want == e.IBV_WC_SUCCESS:
         assert wcs[1].opcode == WC_FLUSH

@@ -227,6 +227,24 @@ def test_flush_op(op, mode, server):
 
 
 @pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+def test_flush_to_a_qp_not_enabled_for_it(server):
+    """A FLUSH to a QP without IBV_ACCESS_FLUSH_GLOBAL in its access flags is answered with an
+    invalid-request NAK, as rxe answers it: the WRITE before it lands (the server checks its
+    data), the FLUSH completes IBV_WC_REM_INV_REQ_ERR at the requester, an hmr responder counts
+    a NAK sent."""
+    o = run_ops("flush", server, ["--iters", "1", "--depth", "1", "--sizes", "4096"],
+                client_extra=["--flush-status", "IBV_WC_REM_INV_REQ_ERR"],
+                server_extra=["--no-qp-flush"])
+    msg = o.describe()
+    assert o.crc == 0 and o.src == 0, msg + "\n" + diagnostics()
+    assert o.client["statuses"].get("IBV_WC_REM_INV_REQ_ERR") == 1, msg
+    assert o.client["statuses"].get("IBV_WC_SUCCESS") == 1, msg   # the WRITE
+    assert o.srv["errors"] == 0 and o.srv["ops"] == 1, msg         # its data checked
+    if is_hmr(server):     # rxe has no counter of the NAKs it sends
+        assert o.delta[server].get("sent_naks", 0) >= 1, msg
+
+
+@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("op", ["send", "write_imm"])
 def test_rnr(op, server):
     """The responder's receives come 1 s late: SENDs and WRITEs with immediate (one packet, and

@@ -46,6 +46,11 @@ so the fork thread works on the checked region too.
 told to go, so its SENDs / WRITEs with immediate meet an empty receive queue and are answered
 with RNR NAKs until then (rnr_retry 7: retried for ever, min_rnr_timer 12: 0.64 ms).
 
+--no-qp-flush (server, --op flush): its QP is not enabled for FLUSH (no IBV_ACCESS_FLUSH_GLOBAL in
+its access flags). --flush-status STATUS (client, --op flush): the FLUSHes are to complete with
+STATUS instead (the WRITEs before them still succeed, and the server still checks their data);
+use with --iters 1: a failed FLUSH leaves the QP in ERROR.
+
 --expect-status STATUS --timeout-secs S (client): stream WRITEs (--depth outstanding) until
 they fail; exit 0 when the first failed WR ends with STATUS (the others: STATUS or
 IBV_WC_WR_FLUSH_ERR) within S seconds of the last successful completion. It prints
@@ -400,6 +405,8 @@ class Side:
         a = QPAttr(qp_state=e.IBV_QPS_INIT)
         # a FLUSH needs the responder QP's leave too (rxe answers invalid request without it)
         flush = enum("IBV_ACCESS_FLUSH_GLOBAL") if self.args.op in FLUSH_OPS else 0
+        if getattr(self.args, "no_qp_flush", False):
+            flush = 0
         a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, ACCESS | flush
         self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT |
                        e.IBV_QP_ACCESS_FLAGS)
@@ -442,13 +449,18 @@ class Side:
         return wcs
 
     def check_wcs(self, wcs, expect, what):
-        """@expect: [(wr_id, opcode)] in order. A failed WC ends the run (its QP is in ERROR)."""
-        bad = [w for w in wcs if w.status != e.IBV_WC_SUCCESS]
+        """@expect: [(wr_id, opcode[, status])] in order (status: IBV_WC_SUCCESS unless given;
+        a failed WC's opcode is not defined). A WC that failed unexpectedly ends the run (its
+        QP is in ERROR)."""
+        want = {x[0]: x[2] if len(x) > 2 else e.IBV_WC_SUCCESS for x in expect}
+        bad = [w for w in wcs if w.status != want.get(w.wr_id, e.IBV_WC_SUCCESS)]
         if bad:
             raise Failed(f"{what}: " + ", ".join(
                 f"wr_id {w.wr_id} {status_name(w.status)} (vendor_err {w.vendor_err})"
                 for w in bad))
-        for w, (wr_id, opcode) in zip(wcs, expect):
+        for w, (wr_id, opcode, *_) in zip(wcs, expect):
+            if w.status != e.IBV_WC_SUCCESS:
+                opcode = w.opcode
             if w.wr_id != wr_id or w.opcode != opcode or w.qp_num != self.qp.qp_num:
                 self.error(f"{what}: completion wr_id {w.wr_id} opcode {w.opcode} QP {w.qp_num}, "
                            f"expected wr_id {wr_id} opcode {opcode} QP {self.qp.qp_num}")
@@ -787,7 +799,8 @@ def post_flush_ops(side, op, remote, go, local, loffs, size, words):
         qp.wr_flush(remote["rkey"], remote["addr"] if last else addr,
                     remote["length"] if last else size, enum("IBV_FLUSH_GLOBAL"),
                     enum("IBV_FLUSH_MR") if last else enum("IBV_FLUSH_RANGE"))
-        expect.append((1000 + j, enum("IBV_WC_FLUSH")))
+        status = enum(side.args.flush_status) if side.args.flush_status else e.IBV_WC_SUCCESS
+        expect.append((1000 + j, enum("IBV_WC_FLUSH"), status))
     qp.wr_complete()
     return expect
 
@@ -905,6 +918,8 @@ def parse(argv):
                    help="seconds a completion may take (plus the bytes at 20 kB/s)")
     p.add_argument("--late-recv", type=float, default=0, help="server: post each iteration's "
                    "receives this many seconds after telling the client to go (RNR NAKs)")
+    p.add_argument("--no-qp-flush", action="store_true")
+    p.add_argument("--flush-status")
     p.add_argument("--expect-status")
     p.add_argument("--timeout-secs", type=float, default=30)
     p.add_argument("--duration", type=float, default=900)
@@ -925,6 +940,10 @@ def parse(argv):
         p.error("--iters >= 1, 1 <= --depth <= 64")
     if args.op in ATOMICS or args.op == "atomic_write":
         args.sizes = args.sizes or "8"
+    if args.flush_status:
+        args.flush_status = "IBV_WC_" + args.flush_status.removeprefix("IBV_WC_")
+        if enum(args.flush_status) is None:
+            p.error(f"--flush-status: no status {args.flush_status}")
     return args
 
 
@@ -941,7 +960,8 @@ def main(argv):
         return 1
     out = side.summary()
     print(json.dumps(out), flush=True)
-    bad = [s for s in side.statuses if s != "IBV_WC_SUCCESS"]
+    ok = {"IBV_WC_SUCCESS", args.flush_status}
+    bad = [s for s in side.statuses if s not in ok]
     if args.expect_status:
         return 0 if not side.errors and out.get("first_error") else 1
     if side.errors or bad:
