@@ -601,9 +601,47 @@ static void hmr_mr_chunk_hold(void)
 		fsleep(us);
 }
 
+/*
+ * Debugging aid (module parameter check_pages, default off; the lab turns it on): the DMA
+ * engine checks that every page it is about to touch is still a mapped user page, which the
+ * mirror protocol guarantees while a chunk is in flight, and warns with the page's state
+ * otherwise (a page the mirror should have let go of, before it is overwritten in its new use).
+ */
+static bool hmr_check_pages;
+module_param_named(check_pages, hmr_check_pages, bool, 0644);
+MODULE_PARM_DESC(check_pages,
+		 "debugging: warn when the DMA engine would touch a page that is not a mapped user page");
+
+/* The shared zero pages are never counted as mapped; the huge one is a large folio of no file. */
+static bool hmr_page_is_zero(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return is_zero_pfn(page_to_pfn(page)) ||
+	       (folio_test_large(folio) && !folio_test_anon(folio) && !folio->mapping);
+}
+
+/* A page of a large folio counts its references in the folio (its own count is 0). */
+static void hmr_check_page(struct hmr_access *acc, struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	if (hmr_page_is_zero(page) ||
+	    (folio_ref_count(folio) > 0 && !folio_test_slab(folio) && folio_mapped(folio)))
+		return;
+	WARN_ONCE(1, "hmr: the DMA engine would touch pfn %#lx at %#lx: folio refcount %d, %s%s, flags %pGp\n",
+		  page_to_pfn(page), acc->addr, folio_ref_count(folio),
+		  folio_test_slab(folio) ? "slab" : "not slab",
+		  folio_mapped(folio) ? ", mapped" : ", not mapped", &folio->flags);
+}
+
 static void *hmr_access_map(struct hmr_access *acc, unsigned int i)
 {
-	return kmap_local_page(pfn_to_page(PHYS_PFN(acc->page[i])));
+	struct page *page = pfn_to_page(PHYS_PFN(acc->page[i]));
+
+	if (READ_ONCE(hmr_check_pages))
+		hmr_check_page(acc, page);
+	return kmap_local_page(page);
 }
 
 /* Copy between the chunk @acc and @buf. */

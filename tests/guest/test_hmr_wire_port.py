@@ -61,7 +61,7 @@ def test_wire_port_parameter_lets_hmr_beside_rxe(dummy):
         run("rdma", "link", "delete", "hmr0")
         r = run("rmmod", "hmr")
         assert r.returncode == 0, r.stderr
-        r = run("insmod", KO, "wire_port=4792")
+        r = run("insmod", KO, "wire_port=4792", "check_pages=1")
         assert r.returncode == 0, r.stderr
         with open("/sys/module/hmr/parameters/wire_port") as f:
             assert f.read().strip() == "4792"

@@ -46,11 +46,13 @@ def test_module_from_kmod_loads_and_unloads():
     ko = os.path.join(BUILD, "kmod", "hmr.ko")
     assert os.path.exists(ko), f"build-guest did not build {ko}"
     assert os.path.isdir("/sys/module/hmr"), "guest-setup should have loaded hmr.ko"
+    with open("/sys/module/hmr/parameters/check_pages") as f:   # the lab's page checker is on
+        assert f.read().strip() == "Y"
     had_hmr0 = run("rdma", "link", "show", "hmr0/1").returncode == 0
     r = run("rmmod", "hmr")
     assert r.returncode == 0, r.stderr
     assert not os.path.exists("/sys/module/hmr")
-    r = run("insmod", ko)
+    r = run("insmod", ko, "check_pages=1")
     assert r.returncode == 0, r.stderr
     assert os.path.isdir("/sys/module/hmr")
     if had_hmr0:  # leave the guest as guest-setup made it
