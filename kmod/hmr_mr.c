@@ -621,13 +621,16 @@ static bool hmr_page_is_zero(struct page *page)
 	       (folio_test_large(folio) && !folio_test_anon(folio) && !folio->mapping);
 }
 
-/* A page of a large folio counts its references in the folio (its own count is 0). */
+/*
+ * A page of a large folio counts its references in the folio (its own count is 0). A slab page
+ * is always wrong (whatever its fields look like); a zero page is always right.
+ */
 static void hmr_check_page(struct hmr_access *acc, struct page *page)
 {
 	struct folio *folio = page_folio(page);
 
-	if (hmr_page_is_zero(page) ||
-	    (folio_ref_count(folio) > 0 && !folio_test_slab(folio) && folio_mapped(folio)))
+	if (!folio_test_slab(folio) &&
+	    (hmr_page_is_zero(page) || (folio_ref_count(folio) > 0 && folio_mapped(folio))))
 		return;
 	WARN_ONCE(1, "hmr: the DMA engine would touch pfn %#lx at %#lx: folio refcount %d, %s%s, flags %pGp\n",
 		  page_to_pfn(page), acc->addr, folio_ref_count(folio),
