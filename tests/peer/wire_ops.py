@@ -459,9 +459,8 @@ class Side:
                 f"wr_id {w.wr_id} {status_name(w.status)} (vendor_err {w.vendor_err})"
                 for w in bad))
         for w, (wr_id, opcode, *_) in zip(wcs, expect):
-            if w.status != e.IBV_WC_SUCCESS:
-                opcode = w.opcode
-            if w.wr_id != wr_id or w.opcode != opcode or w.qp_num != self.qp.qp_num:
+            wrong_op = w.status == e.IBV_WC_SUCCESS and w.opcode != opcode
+            if w.wr_id != wr_id or wrong_op or w.qp_num != self.qp.qp_num:
                 self.error(f"{what}: completion wr_id {w.wr_id} opcode {w.opcode} QP {w.qp_num}, "
                            f"expected wr_id {wr_id} opcode {opcode} QP {self.qp.qp_num}")
 
@@ -706,12 +705,17 @@ def recv_go(ctl, args, k, i, nbytes):
     return go
 
 
+def client_start(side, ctl):
+    """Meet the server; the local buffer of --depth units of the largest size."""
+    remote, sizes, seed = hello_exchange(side, ctl, False)
+    unit = unit_len(max(sizes))
+    return remote, sizes, seed, unit, Buffer(side.pd, side.args.depth * unit, side.args.odp)
+
+
 def run_client(side, ctl):
     args = side.args
     op, depth = args.op, args.depth
-    remote, sizes, seed = hello_exchange(side, ctl, False)
-    unit = unit_len(max(sizes))
-    local = Buffer(side.pd, depth * unit, args.odp)
+    remote, sizes, seed, unit, local = client_start(side, ctl)
     ctlbuf = Buffer(side.pd, PAGE, args.odp and op in ATOMICS)  # atomics' results land here
     opcode, wc_opcode = getattr(e, OPS[op][0]), getattr(e, OPS[op][1])
     plan = atomic_plan(op, seed, args.iters * depth)[1] if op in ATOMICS else None
@@ -809,9 +813,7 @@ def run_client_wr(side, ctl):
     """atomic_write and flush: posted with the ibv_wr_* API."""
     args = side.args
     op, depth = args.op, args.depth
-    remote, sizes, seed = hello_exchange(side, ctl, False)
-    unit = unit_len(max(sizes))
-    local = Buffer(side.pd, depth * unit, args.odp)
+    remote, sizes, seed, unit, local = client_start(side, ctl)
     for k, size in enumerate(sizes):
         for i in range(args.iters):
             go = recv_go(ctl, args, k, i, size * depth)
