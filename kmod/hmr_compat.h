@@ -28,6 +28,17 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 }
 #endif
 
+/*
+ * resize_cq became resize_user_cq, its size unsigned, in 7.x (user CQs only: hmr has no other).
+ */
+#ifdef HMR_HAVE_RESIZE_USER_CQ
+#define hmr_resize_cqe_t	u32
+#define HMR_RESIZE_CQ_OP	resize_user_cq
+#else
+#define hmr_resize_cqe_t	int
+#define HMR_RESIZE_CQ_OP	resize_cq
+#endif
+
 /* reg_user_mr gained a DMA handle (struct ib_dmah *) in 6.17: absent in 6.12, present in 7.2. */
 #ifdef HMR_HAVE_IB_DMAH
 #define HMR_REG_USER_MR_EXTRA_ARG	struct ib_dmah *dmah,

@@ -51,6 +51,63 @@ int hmr_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata)
 	return 0;
 }
 
+/*
+ * Move the CQEs not yet polled, [cons, prod), into @to at the same indices (the provider's
+ * consumer index stays valid), and make @to the CQ's ring. Caller holds cq->lock. Returns
+ * -EINVAL, and changes nothing, when they do not fit (or userspace's index is not sane).
+ */
+static int hmr_cq_move(struct hmr_cq *cq, struct hmr_ring *to)
+{
+	u32 cons = hmr_ring_user_cons(&cq->ring), i;
+
+	if (!hmr_ring_span_ok(&cq->ring, cq->prod, cons) || !hmr_ring_span_ok(to, cq->prod, cons))
+		return -EINVAL;
+	for (i = cons; i != cq->prod; i++)
+		memcpy(hmr_ring_slot(to, i), hmr_ring_slot(&cq->ring, i), to->esize);
+	WRITE_ONCE(to->hdr->cons, cons);
+	hmr_ring_publish_prod(to, cq->prod);
+	swap(cq->ring, *to);
+	return 0;
+}
+
+/*
+ * ibv_resize_cq: a new ring of at least @cqe entries holding the completions not yet polled
+ * (-EINVAL when they do not fit); the provider maps it and unmaps the old one, which stays
+ * until then. The provider holds its poll lock across the call and published its consumer
+ * index first.
+ */
+int hmr_resize_cq(struct ib_cq *ibcq, hmr_resize_cqe_t cqe, struct ib_udata *udata)
+{
+	struct hmr_cq *cq = to_hcq(ibcq);
+	struct hmr_create_cq_resp resp = {};
+	struct hmr_ucontext *uctx;
+	struct hmr_ring ring = {};
+	unsigned long irqflags;
+	int ret;
+
+	if (!udata)
+		return -EOPNOTSUPP;	/* only user CQs exist */
+	if (cqe < 1 || cqe > HMR_MAX_CQE || udata->outlen < sizeof(resp))
+		return -EINVAL;
+	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+	ret = hmr_ring_init(&ring, &uctx->ibuc, cqe, sizeof(struct hmr_cqe), &resp.mmap_offset,
+			    &resp.mmap_size);
+	if (ret)
+		return ret;
+	resp.num = ring.num;
+	ret = ib_copy_to_udata(udata, &resp, sizeof(resp));
+	if (ret)
+		goto out;
+	spin_lock_irqsave(&cq->lock, irqflags);
+	ret = hmr_cq_move(cq, &ring);
+	spin_unlock_irqrestore(&cq->lock, irqflags);
+	if (!ret)
+		ibcq->cqe = cq->ring.num;
+out:
+	hmr_ring_destroy(&ring);	/* the old ring, or the new one unused */
+	return ret;
+}
+
 /* Kernel polling: every CQ belongs to userspace, which polls its ring directly. */
 int hmr_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc)
 {

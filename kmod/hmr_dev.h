@@ -129,8 +129,8 @@ struct hmr_srq {
 
 struct hmr_cq {
 	struct ib_cq ibcq;
-	struct hmr_ring ring;		/* CQEs; the kernel produces */
-	/* Serialises producers; protects prod, notify and error. */
+	struct hmr_ring ring;		/* CQEs; the kernel produces; replaced by resize */
+	/* Serialises producers; protects ring (which resize replaces), prod, notify and error. */
 	spinlock_t lock;
 	u32 prod;			/* producer index: the kernel's own copy */
 	u8 notify;			/* armed: 0, IB_CQ_SOLICITED or IB_CQ_NEXT_COMP */
@@ -287,6 +287,7 @@ enum ib_port_state hmr_port_state(struct hmr_dev *hdev);
 int hmr_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
 		  hmr_cq_last_t *hmr_last);
 int hmr_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata);
+int hmr_resize_cq(struct ib_cq *ibcq, hmr_resize_cqe_t cqe, struct ib_udata *udata);
 int hmr_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc);
 int hmr_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags);
 int hmr_cq_post(struct hmr_cq *cq, const struct hmr_cqe *cqe, bool solicited);

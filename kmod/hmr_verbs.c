@@ -214,6 +214,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	.dealloc_xrcd = hmr_dealloc_xrcd,
 	.dereg_mr = hmr_dereg_mr,
 	.destroy_cq = hmr_destroy_cq,
+	.HMR_RESIZE_CQ_OP = hmr_resize_cq,	/* hmr_compat.h: resize_cq or resize_user_cq */
 	.destroy_ah = hmr_destroy_ah,
 	.destroy_qp = hmr_destroy_qp,
 	.destroy_srq = hmr_destroy_srq,

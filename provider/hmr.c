@@ -141,6 +141,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.query_srq = hmr_query_srq,
 	.reg_mr = hmr_reg_mr,
 	.req_notify_cq = ibv_cmd_req_notify_cq,
+	.resize_cq = hmr_resize_cq,
 };
 
 static struct verbs_context *hmr_alloc_context(struct ibv_device *ibdev, int cmd_fd,

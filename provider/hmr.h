@@ -70,6 +70,11 @@ struct hmr_create_cq_cmd_resp {
 	struct hmr_create_cq_resp drv;
 };
 
+struct hmr_resize_cq_cmd_resp {
+	struct ib_uverbs_resize_cq_resp ibv_resp;
+	struct hmr_create_cq_resp drv;	/* the new ring */
+};
+
 struct hmr_create_cq_ex_cmd_resp {
 	struct ib_uverbs_ex_create_cq_resp ibv_resp;
 	struct hmr_create_cq_resp drv;
@@ -189,6 +194,7 @@ struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
 			     struct ibv_comp_channel *channel, int comp_vector);
 struct ibv_cq_ex *hmr_create_cq_ex(struct ibv_context *ibctx, struct ibv_cq_init_attr_ex *attr);
 int hmr_destroy_cq(struct ibv_cq *ibcq);
+int hmr_resize_cq(struct ibv_cq *ibcq, int cqe);
 int hmr_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
 
 #endif /* HMR_PROVIDER_H */

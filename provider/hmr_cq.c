@@ -123,6 +123,38 @@ int hmr_destroy_cq(struct ibv_cq *ibcq)
 	return 0;
 }
 
+/*
+ * The kernel moves the completions not yet polled into a new ring at the same indices, so the
+ * consumer index carries over; pollers wait on the lock meanwhile. Should mapping the new ring
+ * fail (ENOMEM), the CQ is lost: its completions go to a ring this process cannot see.
+ */
+int hmr_resize_cq(struct ibv_cq *ibcq, int cqe)
+{
+	struct hmr_cq *cq = to_hcq(ibcq);
+	struct hmr_resize_cq_cmd_resp resp = {};
+	struct ibv_resize_cq cmd = {};
+	struct hmr_uring old;
+	int ret;
+
+	pthread_spin_lock(&cq->lock);
+	hmr_uring_publish_cons(&cq->ring);	/* what was polled may be dropped */
+	ret = ibv_cmd_resize_cq(ibcq, cqe, &cmd, sizeof(cmd), &resp.ibv_resp, sizeof(resp));
+	if (ret)
+		goto out;
+	old = cq->ring;
+	if (hmr_uring_map(&cq->ring, ibcq->context->cmd_fd, resp.drv.mmap_offset,
+			  resp.drv.mmap_size, resp.drv.num, sizeof(struct hmr_cqe))) {
+		ret = errno;
+		cq->ring = old;
+		goto out;
+	}
+	cq->ring.index = old.index;
+	hmr_uring_unmap(&old);
+out:
+	pthread_spin_unlock(&cq->lock);
+	return ret;
+}
+
 static void hmr_cqe_to_wc(const struct hmr_cqe *cqe, struct ibv_wc *wc)
 {
 	memset(wc, 0, sizeof(*wc));

@@ -64,7 +64,7 @@ struct hmr_cqe {
 	__u32 reserved[2];
 };
 
-/* Response to create_cq (ibv_create_cq / ibv_create_cq_ex). */
+/* Response to create_cq (ibv_create_cq / ibv_create_cq_ex), and to resize_cq: the new ring. */
 struct hmr_create_cq_resp {
 	__u64 mmap_offset;		/* mmap() offset of the CQ ring */
 	__u64 mmap_size;		/* bytes to map: header and entries, page aligned */
