@@ -68,6 +68,7 @@ def main():
     perf = load(f"{d}/perftest-{k}.csv")
     memcpy = load(f"{d}/memcpy-smp-{k}.csv")
     wire = load(f"{d}/wire-{k}.csv")
+    wire_icount = load(f"{d}/wire-icount-{k}.csv")
     gib, mib = 1 << 30, 1 << 20
 
     def ratio(x, y):
@@ -86,6 +87,10 @@ def main():
              lambda v: v >= 2, parts={"hmr": bw_hmr, "rxe": bw_rxe}, pu="MB/s")
     if "wire" in stages:
         wire_goals(wire, ratio, mib)
+        h = med(wire_icount, "value", link="hmr↔hmr", metric="total")
+        r = med(wire_icount, "value", link="rxe↔rxe", metric="total")
+        goal("wire per-packet instructions (64 KiB SEND): hmr / rxe", ratio(h, r),
+             "<= 0.5", lambda v: v <= 0.5, parts={"hmr": h, "rxe": r}, pu="instructions")
 
 
 def wire_goals(wire, ratio, mib):

@@ -267,12 +267,17 @@ def not_run(a):
     return 0
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def add_run_args(ap):
+    """The options every wire benchmark script takes: --csv, --append, --repeat, --quick."""
     ap.add_argument("--csv", required=True)
     ap.add_argument("--append", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_run_args(ap)
     ap.add_argument("--case", action="append", help="only these tools (ib_write_bw, iperf3...)")
     ap.add_argument("--mode", choices=sorted(MODES), help="only this mode")
     ap.add_argument("--label", help="the link column (default: the device kinds, e.g. hmr↔rxe)")

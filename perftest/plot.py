@@ -94,7 +94,7 @@ def main(out):
     for path in sorted(glob.glob(f"{out}/*.csv")):
         base = os.path.basename(path)[:-4]
         png = f"{out}/{base}.png"
-        kind = base.split("-")[0]
+        kind = "wire-icount" if base.startswith("wire-icount") else base.split("-")[0]
         if kind == "reg":
             plot_reg(path, png)
         elif kind == "fault":
@@ -108,6 +108,8 @@ def main(out):
         elif kind == "wire":
             bars(path, png, ["test", "bytes", "mode"], ["link"], "value", 1,
                  "median (usec for latency, MiB/s for bandwidth)", log=True)
+        elif kind == "wire-icount":
+            bars(path, png, ["metric"], ["link"], "value", 1, "kernel instructions per packet")
         elif kind == "memcpy":
             bars(path, png, ["op", "bytes"], ["op"], "mb_per_s", 1, "MB/s")
         else:
