@@ -42,8 +42,10 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 /* reg_user_mr gained a DMA handle (struct ib_dmah *) in 6.17: absent in 6.12, present in 7.2. */
 #ifdef HMR_HAVE_IB_DMAH
 #define HMR_REG_USER_MR_EXTRA_ARG	struct ib_dmah *dmah,
+#define HMR_REG_USER_MR_NO_DMAH		NULL,
 #else
 #define HMR_REG_USER_MR_EXTRA_ARG
+#define HMR_REG_USER_MR_NO_DMAH
 #endif
 
 /*

@@ -116,7 +116,8 @@ struct hmr_srq {
 	struct hmr_ring rq;		/* receive WQEs; the provider produces, the kernel consumes */
 	/*
 	 * Held by a responder from taking a receive WQE off the ring until it is consumed or
-	 * given back; protects cons, limit and error. Nests inside the QP's resp_lock.
+	 * given back; protects rq (resize swaps it), cons, limit and error. Nests inside the
+	 * QP's resp_lock.
 	 */
 	struct mutex lock;
 	u32 cons;			/* consumer index: the kernel's own copy */
@@ -153,7 +154,7 @@ struct hmr_mr {
 	u64 start;			/* user virtual address */
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
-	int access;			/* IB_ACCESS_* */
+	int access;			/* IB_ACCESS_*: rereg changes it (READ_ONCE) */
 	atomic64_t prefetched_pages;	/* this MR's share of hdev->prefetched_pages */
 	atomic64_t fence_wait_ns;	/* this MR's share of hdev->fence_wait_ns */
 	atomic64_t nonblock_invalidations;	/* its share of hdev->nonblock_invalidations */
@@ -338,6 +339,8 @@ void hmr_sgl_put(struct hmr_sgl *sgl);
 /* hmr_mr.c */
 struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iova,
 			      int access, HMR_REG_USER_MR_EXTRA_ARG struct ib_udata *udata);
+struct ib_mr *hmr_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64 length, u64 iova,
+				int access, struct ib_pd *pd, struct ib_udata *udata);
 int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata);
 struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access);
 struct hmr_mr *hmr_mr_get(struct hmr_dev *hdev, u32 key);

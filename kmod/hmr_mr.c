@@ -230,6 +230,41 @@ err_free:
 	return ERR_PTR(ret);
 }
 
+/*
+ * ibv_rereg_mr. A new translation makes a new MR with new keys: the RDMA core puts it under the
+ * same handle and deregisters the old one, which first waits for the work requests using it
+ * (later ones find its keys gone). That costs no more than changing this one would: nothing is
+ * pinned, and the new mirror fills on demand. A change of PD or access rights alone is made in
+ * place and keeps the keys (the core sets the new PD after this returns); a work request checks
+ * both when it looks its key up, so one that started before the change runs with the old ones.
+ */
+struct ib_mr *hmr_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64 length, u64 iova,
+				int access, struct ib_pd *pd, struct ib_udata *udata)
+{
+	struct hmr_mr *mr = to_hmr(ibmr);
+	int ret;
+
+	if (!(flags & IB_MR_REREG_ACCESS))
+		access = mr->access;
+	if (flags & IB_MR_REREG_TRANS)
+		return hmr_reg_user_mr(pd, start, length, iova, access, HMR_REG_USER_MR_NO_DMAH
+				       udata);
+	access &= ~(IB_ACCESS_OPTIONAL | IB_ACCESS_HUGETLB);
+	if (access & ~HMR_MR_ACCESS_ALL)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (!(access & IB_ACCESS_ON_DEMAND)) {
+		/* An implicit MR stays on demand. */
+		if (!mr->start && mr->length == TASK_SIZE_MAX)
+			return ERR_PTR(-EINVAL);
+		ret = hmr_mr_chk_mapped(current->mm, mr->start, mr->length,
+					access & HMR_MR_ACCESS_WRITE);
+		if (ret)
+			return ERR_PTR(ret);
+	}
+	WRITE_ONCE(mr->access, access);
+	return NULL;
+}
+
 int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 {
 	struct hmr_dev *hdev = to_hdev(ibmr->device);
@@ -279,7 +314,8 @@ bool hmr_mr_allows(struct hmr_mr *mr, struct ib_pd *pd, u64 iova, u64 len, int a
 {
 	u64 end;
 
-	if (mr->ibmr.pd != pd || (mr->access & access) != access)
+	/* rereg changes both in place (hmr_rereg_user_mr()) */
+	if (READ_ONCE(mr->ibmr.pd) != pd || (READ_ONCE(mr->access) & access) != access)
 		return false;
 	if (check_add_overflow(iova, len, &end))
 		return false;

@@ -387,7 +387,8 @@ int hmr_resp_flush(struct hmr_qp *qp, struct hmr_request *req)
 	if (!mr)
 		return IB_WC_REM_ACCESS_ERR;
 	if (level == HMR_FLUSH_MR)
-		ok = mr->ibmr.pd == pd && (mr->access & IB_ACCESS_FLUSH_GLOBAL);
+		ok = READ_ONCE(mr->ibmr.pd) == pd &&
+		     (READ_ONCE(mr->access) & IB_ACCESS_FLUSH_GLOBAL);
 	else
 		ok = hmr_mr_allows(mr, pd, req->remote_addr, req->compare_add,
 				   IB_ACCESS_FLUSH_GLOBAL);

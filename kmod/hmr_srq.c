@@ -120,7 +120,72 @@ void hmr_srq_put(struct hmr_srq *srq)
 }
 
 /*
- * Only the limit can change: the ring does not grow (no IB_DEVICE_SRQ_RESIZE). Arming a limit
+ * Move the receive WQEs not yet taken, [cons, prod), into @to at the same indices (the
+ * provider's producer index stays valid), and make @to the SRQ's ring. Caller holds srq->lock.
+ * Returns -EINVAL, and changes nothing, when they do not fit (or userspace's index is not sane).
+ */
+static int hmr_srq_move(struct hmr_srq *srq, struct hmr_ring *to)
+{
+	u32 prod = hmr_ring_user_prod(&srq->rq), i;
+
+	if (!hmr_ring_span_ok(&srq->rq, prod, srq->cons) || !hmr_ring_span_ok(to, prod, srq->cons))
+		return -EINVAL;
+	for (i = srq->cons; i != prod; i++)
+		memcpy(hmr_ring_slot(to, i), hmr_ring_slot(&srq->rq, i), to->esize);
+	WRITE_ONCE(to->hdr->prod, prod);
+	hmr_ring_publish_cons(to, srq->cons);
+	swap(srq->rq, *to);
+	return 0;
+}
+
+/*
+ * IB_SRQ_MAX_WR: a new ring of at least @max_wr entries, its mmap information written where
+ * the provider's command says (modify_srq has no response), holding the WQEs not yet taken
+ * (-EINVAL when they do not fit, or when @limit, if armed by the same call, exceeds it). The
+ * provider holds its posting lock across the call and maps the new ring afterwards.
+ */
+static int hmr_srq_resize(struct hmr_srq *srq, u32 max_wr, const u32 *limit,
+			  struct ib_udata *udata)
+{
+	struct hmr_create_srq_resp resp = {};
+	struct hmr_modify_srq_cmd cmd;
+	struct hmr_ucontext *uctx;
+	struct hmr_ring ring = {};
+	int ret;
+
+	if (!udata || udata->inlen < sizeof(cmd))
+		return -EINVAL;
+	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+	ret = ib_copy_from_udata(&cmd, udata, sizeof(cmd));
+	if (ret)
+		return ret;
+	if (!max_wr || max_wr > HMR_MAX_SRQ_WR)
+		return -EINVAL;
+	ret = hmr_ring_init(&ring, &uctx->ibuc, max_wr,
+			    sizeof(struct hmr_recv_wqe), &resp.mmap_offset, &resp.mmap_size);
+	if (ret)
+		return ret;
+	resp.num = ring.num;
+	if (limit && *limit > ring.num) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (copy_to_user(u64_to_user_ptr(cmd.resp_addr), &resp, sizeof(resp))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	mutex_lock(&srq->lock);
+	ret = hmr_srq_move(srq, &ring);
+	if (!ret && limit)
+		srq->limit = *limit;
+	mutex_unlock(&srq->lock);
+out:
+	hmr_ring_destroy(&ring);	/* the old ring, or the new one unused */
+	return ret;
+}
+
+/*
+ * The limit and the ring's size (IB_SRQ_MAX_WR, hmr_srq_resize()) can change. Arming a limit
  * the SRQ is already below raises the event at the next receive it hands out.
  */
 int hmr_modify_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr, enum ib_srq_attr_mask mask,
@@ -128,13 +193,18 @@ int hmr_modify_srq(struct ib_srq *ibsrq, struct ib_srq_attr *attr, enum ib_srq_a
 {
 	struct hmr_srq *srq = to_hsrq(ibsrq);
 
-	if (mask & ~IB_SRQ_LIMIT)
+	if (mask & ~(IB_SRQ_LIMIT | IB_SRQ_MAX_WR))
 		return -EOPNOTSUPP;
+	if (mask & IB_SRQ_MAX_WR)
+		return hmr_srq_resize(srq, attr->max_wr,
+				      mask & IB_SRQ_LIMIT ? &attr->srq_limit : NULL, udata);
 	if (udata && udata->inlen && !ib_is_udata_cleared(udata, 0, udata->inlen))
 		return -EOPNOTSUPP;
-	if (attr->srq_limit > srq->rq.num)
-		return -EINVAL;
 	mutex_lock(&srq->lock);
+	if (attr->srq_limit > srq->rq.num) {
+		mutex_unlock(&srq->lock);
+		return -EINVAL;
+	}
 	srq->limit = attr->srq_limit;
 	mutex_unlock(&srq->lock);
 	return 0;

@@ -29,7 +29,8 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_qp = HMR_MAX_QP;
 	attr->max_qp_wr = HMR_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
-				 IB_DEVICE_XRC | IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE;
+				 IB_DEVICE_XRC | IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE |
+				 IB_DEVICE_SRQ_RESIZE;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
 	/* Every MR is mirrored: ODP only skips the registration-time VMA check (hmr_mr.c). */
 	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
@@ -238,6 +239,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	.query_qp = hmr_query_qp,
 	.query_srq = hmr_query_srq,
 	.reg_user_mr = hmr_reg_user_mr,
+	.rereg_user_mr = hmr_rereg_user_mr,
 	.req_notify_cq = hmr_req_notify_cq,
 
 	INIT_RDMA_OBJ_SIZE(ib_ah, hmr_ah, ibah),

@@ -90,6 +90,20 @@ static struct ibv_mr *hmr_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 	return &vmr->ibv_mr;
 }
 
+/*
+ * A new translation becomes a new kernel MR with new keys (the command returns them); PD and
+ * access changes keep the keys. The device virtual address of the new range is its address.
+ */
+static int hmr_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr,
+			size_t length, int access)
+{
+	struct ib_uverbs_rereg_mr_resp resp;
+	struct ibv_rereg_mr cmd;
+
+	return ibv_cmd_rereg_mr(vmr, flags, addr, length, (uintptr_t)addr, access, pd, &cmd,
+				sizeof(cmd), &resp, sizeof(resp));
+}
+
 static int hmr_dereg_mr(struct verbs_mr *vmr)
 {
 	int ret;
@@ -140,6 +154,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.query_qp = hmr_query_qp,
 	.query_srq = hmr_query_srq,
 	.reg_mr = hmr_reg_mr,
+	.rereg_mr = hmr_rereg_mr,
 	.req_notify_cq = ibv_cmd_req_notify_cq,
 	.resize_cq = hmr_resize_cq,
 };

@@ -85,6 +85,11 @@ struct hmr_create_srq_cmd_resp {
 	struct hmr_create_srq_resp drv;
 };
 
+struct hmr_modify_srq_cmd_full {
+	struct ibv_modify_srq ibv_cmd;
+	struct hmr_modify_srq_cmd drv;	/* IBV_SRQ_MAX_WR: where the new ring's info goes */
+};
+
 struct hmr_create_qp_cmd_resp {
 	struct ib_uverbs_create_qp_resp ibv_resp;
 	struct hmr_create_qp_resp drv;
@@ -195,6 +200,7 @@ struct ibv_cq *hmr_create_cq(struct ibv_context *ibctx, int cqe,
 struct ibv_cq_ex *hmr_create_cq_ex(struct ibv_context *ibctx, struct ibv_cq_init_attr_ex *attr);
 int hmr_destroy_cq(struct ibv_cq *ibcq);
 int hmr_resize_cq(struct ibv_cq *ibcq, int cqe);
+void hmr_cq_clean(struct hmr_cq *cq, uint32_t qpn);
 int hmr_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc);
 
 #endif /* HMR_PROVIDER_H */

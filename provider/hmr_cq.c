@@ -37,6 +37,24 @@ void hmr_uring_unmap(struct hmr_uring *ring)
 	ring->map = NULL;
 }
 
+/*
+ * After a resize: map the kernel's new ring, which holds the pending entries at the same
+ * indices, keep our index, unmap the old one. Returns 0, or an errno with @ring unchanged.
+ */
+int hmr_uring_remap(struct hmr_uring *ring, int cmd_fd, uint64_t offset, uint64_t size,
+		    uint32_t num)
+{
+	struct hmr_uring old = *ring;
+
+	if (hmr_uring_map(ring, cmd_fd, offset, size, num, old.esize)) {
+		*ring = old;
+		return errno;
+	}
+	ring->index = old.index;
+	hmr_uring_unmap(&old);
+	return 0;
+}
+
 /* Completion fields a CQE carries (slid, sl and dlid_path_bits always read 0 on RoCE). */
 #define HMR_CQ_WC_FLAGS	IBV_WC_STANDARD_FLAGS
 
@@ -133,7 +151,6 @@ int hmr_resize_cq(struct ibv_cq *ibcq, int cqe)
 	struct hmr_cq *cq = to_hcq(ibcq);
 	struct hmr_resize_cq_cmd_resp resp = {};
 	struct ibv_resize_cq cmd = {};
-	struct hmr_uring old;
 	int ret;
 
 	pthread_spin_lock(&cq->lock);
@@ -141,18 +158,41 @@ int hmr_resize_cq(struct ibv_cq *ibcq, int cqe)
 	ret = ibv_cmd_resize_cq(ibcq, cqe, &cmd, sizeof(cmd), &resp.ibv_resp, sizeof(resp));
 	if (ret)
 		goto out;
-	old = cq->ring;
-	if (hmr_uring_map(&cq->ring, ibcq->context->cmd_fd, resp.drv.mmap_offset,
-			  resp.drv.mmap_size, resp.drv.num, sizeof(struct hmr_cqe))) {
-		ret = errno;
-		cq->ring = old;
-		goto out;
-	}
-	cq->ring.index = old.index;
-	hmr_uring_unmap(&old);
+	ret = hmr_uring_remap(&cq->ring, ibcq->context->cmd_fd, resp.drv.mmap_offset,
+			      resp.drv.mmap_size, resp.drv.num);
 out:
 	pthread_spin_unlock(&cq->lock);
 	return ret;
+}
+
+/*
+ * Drop the completions of QP @qpn not yet polled, keeping the others in order (the QP is on
+ * its way to RESET: its old completions must not surface once it is connected again; mlx5
+ * does the same). Only entries before the producer index read here move, towards it; the
+ * consumer index then skips the dropped ones. The kernel writes only beyond that index.
+ */
+void hmr_cq_clean(struct hmr_cq *cq, uint32_t qpn)
+{
+	const struct hmr_cqe *cqe;
+	uint32_t prod, src, dst;
+
+	pthread_spin_lock(&cq->lock);
+	prod = hmr_uring_peer_prod(&cq->ring);
+	if (prod - cq->ring.index > cq->ring.num)
+		goto out;		/* not a sane producer index: the kernel said CQ_ERR */
+	for (src = dst = prod; src != cq->ring.index;) {
+		cqe = hmr_uring_slot(&cq->ring, --src);
+		if (cqe->qp_num == qpn)
+			continue;
+		if (--dst != src)
+			memcpy(hmr_uring_slot(&cq->ring, dst), cqe, sizeof(*cqe));
+	}
+	if (dst != cq->ring.index) {
+		cq->ring.index = dst;
+		hmr_uring_publish_cons(&cq->ring);
+	}
+out:
+	pthread_spin_unlock(&cq->lock);
 }
 
 static void hmr_cqe_to_wc(const struct hmr_cqe *cqe, struct ibv_wc *wc)

@@ -184,9 +184,17 @@ int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 	int ret;
 
 	ret = ibv_cmd_modify_qp(ibqp, attr, mask, &cmd, sizeof(cmd));
-	if (!ret && (mask & IBV_QP_STATE))
-		__atomic_store_n(&qp->user_state, attr->qp_state, __ATOMIC_RELAXED);
-	return ret;
+	if (ret || !(mask & IBV_QP_STATE))
+		return ret;
+	__atomic_store_n(&qp->user_state, attr->qp_state, __ATOMIC_RELAXED);
+	if (attr->qp_state == IBV_QPS_RESET) {
+		/* Its completions not yet polled go with its queues (as mlx5 does). */
+		if (ibqp->recv_cq)
+			hmr_cq_clean(to_hcq(ibqp->recv_cq), ibqp->qp_num);
+		if (ibqp->send_cq && ibqp->send_cq != ibqp->recv_cq)
+			hmr_cq_clean(to_hcq(ibqp->send_cq), ibqp->qp_num);
+	}
+	return 0;
 }
 
 /* Posting to a QP in RESET is an immediate error (IB spec). */

@@ -25,6 +25,8 @@ struct hmr_uring {
 int hmr_uring_map(struct hmr_uring *ring, int cmd_fd, uint64_t offset, uint64_t size,
 		  uint32_t num, uint32_t esize);
 void hmr_uring_unmap(struct hmr_uring *ring);
+int hmr_uring_remap(struct hmr_uring *ring, int cmd_fd, uint64_t offset, uint64_t size,
+		    uint32_t num);
 
 static inline void *hmr_uring_slot(struct hmr_uring *ring, uint32_t index)
 {

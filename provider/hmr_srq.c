@@ -107,10 +107,36 @@ struct ibv_srq *hmr_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr
 	return srq;
 }
 
+/*
+ * IBV_SRQ_MAX_WR: the kernel moves the receive WQEs not yet taken into a new ring at the same
+ * indices, so the producer index carries over; posters wait on the lock meanwhile. Should
+ * mapping the new ring fail (ENOMEM), the SRQ is lost: its ring is one this process cannot see.
+ */
+static int hmr_resize_srq(struct hmr_srq *srq, struct ibv_srq_attr *attr, int mask)
+{
+	struct hmr_modify_srq_cmd_full cmd = {};
+	struct hmr_create_srq_resp resp = {};
+	struct ibv_context *ibctx = srq->vsrq.srq.context;
+	int ret;
+
+	cmd.drv.resp_addr = (uintptr_t)&resp;
+	pthread_spin_lock(&srq->lock);
+	ret = ibv_cmd_modify_srq(&srq->vsrq.srq, attr, mask, &cmd.ibv_cmd, sizeof(cmd));
+	if (ret)
+		goto out;
+	ret = hmr_uring_remap(&srq->ring, ibctx->cmd_fd, resp.mmap_offset, resp.mmap_size,
+			      resp.num);
+out:
+	pthread_spin_unlock(&srq->lock);
+	return ret;
+}
+
 int hmr_modify_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr, int mask)
 {
 	struct ibv_modify_srq cmd;
 
+	if (mask & IBV_SRQ_MAX_WR)
+		return hmr_resize_srq(to_hsrq(ibsrq), attr, mask);
 	return ibv_cmd_modify_srq(ibsrq, attr, mask, &cmd, sizeof(cmd));
 }
 

@@ -160,4 +160,12 @@ struct hmr_create_srq_resp {
 	__u32 reserved;
 };
 
+/*
+ * Driver data of modify_srq (ibv_modify_srq) with IB_SRQ_MAX_WR: a new ring. That command has
+ * no response, so the provider names where the kernel writes its struct hmr_create_srq_resp.
+ */
+struct hmr_modify_srq_cmd {
+	__aligned_u64 resp_addr;	/* user address of a struct hmr_create_srq_resp */
+};
+
 #endif /* HMR_ABI_H */

@@ -4,6 +4,7 @@ receive QPs) with SEND, RDMA WRITE/READ and atomics, on pinless and ODP MRs. Dat
 byte for byte; every completion's QP number says which QP a message really came in on."""
 import errno
 import os
+import struct
 import threading
 
 import pytest
@@ -148,14 +149,158 @@ def test_srq_query_and_the_limits_of_modify(rig):
     assert attr.max_wr >= SRQ_WR and attr.max_sge >= 2 and attr.srq_limit == 0
     with pytest.raises(PyverbsRDMAError):
         rig.srq.modify(SrqAttr(srq_limit=attr.max_wr + 1), e.IBV_SRQ_LIMIT)
-    with pytest.raises(PyverbsRDMAError):  # no IBV_DEVICE_SRQ_RESIZE
-        rig.srq.modify(SrqAttr(max_wr=attr.max_wr * 2), e.IBV_SRQ_MAX_WR)
-    assert not rig.ctx.query_device().device_cap_flags & e.IBV_DEVICE_SRQ_RESIZE
+    assert rig.ctx.query_device().device_cap_flags & e.IBV_DEVICE_SRQ_RESIZE
     pd = PD(rig.ctx)
     with pytest.raises(PyverbsRDMAError):
         SRQ(pd, SrqInitAttr(SrqAttr(max_wr=1 << 20, max_sge=1)))
     with pytest.raises(PyverbsRDMAError):
         SRQ(pd, SrqInitAttr(SrqAttr(max_wr=4, max_sge=17)))
+
+
+# ---------------------------------------------------------------------------------------------
+# ibv_modify_srq(IBV_SRQ_MAX_WR): a new ring; the receives not yet taken move with it, none
+# lost or taken twice, and the producer index carries over.
+
+
+def resize(srq, max_wr, limit=None):
+    mask = e.IBV_SRQ_MAX_WR | (e.IBV_SRQ_LIMIT if limit is not None else 0)
+    srq.modify(SrqAttr(max_wr=max_wr, srq_limit=limit or 0), mask)
+    return srq.query().max_wr
+
+
+def deliver(rig, slots, tag):
+    """One 64-byte SEND a[0] -> the SRQ per slot posted before: each lands in its slot, in
+    posting order, once."""
+    sent = []
+    for k in range(len(slots)):
+        sent.append(pattern(64, tag + k))
+        rig.send(0, sent[-1], wr_id=k)
+        assert poll(rig.scq)[0].status == e.IBV_WC_SUCCESS
+    wcs = poll(rig.rcq, len(slots))
+    assert [w.wr_id for w in wcs] == list(slots)
+    assert all(w.status == e.IBV_WC_SUCCESS and w.byte_len == 64 for w in wcs)
+    assert rig.rcq.poll(1)[0] == 0, "a receive completed twice"
+    for s, data in zip(slots, sent):
+        assert rig.buf.read(64, s * MSG) == data, s
+
+
+def test_srq_resize_shrinks_and_grows_with_receives_pending(rig):
+    rig.post(range(3))
+    assert 8 <= resize(rig.srq, 8) < SRQ_WR
+    rig.post(range(3, 8))                    # 8 pending: the small ring is full...
+    with pytest.raises(PyverbsRDMAError):
+        rig.post([8])                        # ... and refuses one more
+    deliver(rig, range(8), 0)
+    rig.post(range(8, 12))
+    assert resize(rig.srq, SRQ_WR) >= SRQ_WR
+    rig.post(range(12, SRQ_WR))              # 52 pending: more than the small ring held
+    deliver(rig, range(8, SRQ_WR), 100)
+
+
+def test_srq_resize_below_the_pending_receives_is_refused(rig):
+    rig.post(range(6))
+    before = rig.srq.query().max_wr
+    for max_wr in (1, 4):
+        with pytest.raises(PyverbsRDMAError) as ei:
+            resize(rig.srq, max_wr)
+        assert ei.value.error_code == errno.EINVAL
+    assert rig.srq.query().max_wr == before
+    deliver(rig, range(6), 0)
+
+
+def test_srq_resize_bad_sizes_and_limits_are_refused(rig):
+    before = rig.srq.query().max_wr
+    for max_wr in (0, rig.ctx.query_device().max_srq_wr + 1):
+        with pytest.raises(PyverbsRDMAError) as ei:
+            resize(rig.srq, max_wr)
+        assert ei.value.error_code == errno.EINVAL, max_wr
+    with pytest.raises(PyverbsRDMAError) as ei:
+        resize(rig.srq, 16, limit=33)            # a limit above the new size
+    assert ei.value.error_code == errno.EINVAL
+    assert rig.srq.query().max_wr == before and rig.srq.query().srq_limit == 0
+    assert resize(rig.srq, 16, limit=5) >= 16
+    assert rig.srq.query().srq_limit == 5
+    rig.post(range(6))
+    rig.send(0, pattern(64, 1))
+    poll(rig.scq)
+    poll(rig.rcq)
+    rig.events.none()                        # 5 left: not below the limit
+    rig.send(0, pattern(64, 2))
+    poll(rig.scq)
+    poll(rig.rcq)
+    assert rig.events.next() == e.IBV_EVENT_SRQ_LIMIT_REACHED
+
+
+IB_USER_VERBS_CMD_MODIFY_SRQ = 33
+
+
+def modify_srq_raw(ctx, handle, mask, max_wr, limit, resp_addr):
+    """A MODIFY_SRQ command by hand: the core's part, then hmr's struct hmr_modify_srq_cmd."""
+    cmd = struct.pack("<IHHIIIIQ", IB_USER_VERBS_CMD_MODIFY_SRQ, 8, 0, handle, mask, max_wr,
+                      limit, resp_addr)
+    assert os.write(ctx.cmd_fd, cmd) == len(cmd)
+
+
+def test_srq_resize_to_a_bad_response_address_is_efault_and_changes_nothing(rig):
+    """The provider names where the new ring's mmap information goes; a hostile address is
+    EFAULT before anything changed: same ring, the pending receives still land."""
+    handles = []
+    for handle in range(64):         # only the SRQ takes a limit-only MODIFY_SRQ
+        try:
+            modify_srq_raw(rig.ctx, handle, e.IBV_SRQ_LIMIT, 0, 0, 0)
+        except OSError as err:
+            assert err.errno in (errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP)
+            continue
+        handles.append(handle)
+    assert len(handles) == 1, handles
+    rig.post(range(4))
+    before = rig.srq.query().max_wr
+    for addr in (0, 8, 0xffff_8000_0000_0000):
+        with pytest.raises(OSError) as ei:
+            modify_srq_raw(rig.ctx, handles[0], e.IBV_SRQ_MAX_WR, 2 * before, 0, addr)
+        assert ei.value.errno == errno.EFAULT, hex(addr)
+    with pytest.raises(OSError) as ei:   # no driver data at all
+        os.write(rig.ctx.cmd_fd, struct.pack("<IHHIIII", IB_USER_VERBS_CMD_MODIFY_SRQ, 6, 0,
+                                             handles[0], e.IBV_SRQ_MAX_WR, 2 * before, 0))
+    assert ei.value.errno == errno.EINVAL
+    assert rig.srq.query().max_wr == before
+    deliver(rig, range(4), 0)
+
+
+def test_srq_resize_many_times_as_the_indices_run_on(rig):
+    """The producer index carries over from ring to ring, whatever the sizes: 30 resizes
+    between 4 and 64 entries with 1-3 receives pending each time, every one taken once."""
+    slot = 0
+    for r in range(30):
+        k = 1 + r % 3
+        slots = [(slot + i) % SRQ_WR for i in range(k)]
+        rig.post(slots)
+        resize(rig.srq, 4 if r % 2 else SRQ_WR)
+        deliver(rig, slots, r * 3)
+        slot += k
+
+
+def test_reset_drops_the_qps_completions_not_yet_polled_and_keeps_the_others(rig):
+    """Moving a QP to RESET takes its completions not yet polled out of its CQs (as mlx5 does:
+    they would surface after the QP is connected again); the completions of the other QP
+    sharing those CQs stay, in order. rdma-core's rereg tests rely on it."""
+    rig.post(range(4))
+    for k in range(4):                   # a0, a1, a0, a1: both share scq; b0, b1 share rcq
+        rig.send(k % 2, pattern(64, k), wr_id=k)
+    for qp in (rig.a[0], rig.b[0]):
+        qp.modify(QPAttr(qp_state=e.IBV_QPS_RESET), e.IBV_QP_STATE)
+    assert [w.wr_id for w in poll(rig.scq, 2)] == [1, 3]
+    rwcs = poll(rig.rcq, 2)
+    assert [w.qp_num for w in rwcs] == [rig.b[1].qp_num] * 2 and [w.wr_id for w in rwcs] == [1, 3]
+    assert rig.scq.poll(1)[0] == 0 and rig.rcq.poll(1)[0] == 0
+    connect(rig.ctx, rig.a[0], rig.b[0].qp_num)
+    connect(rig.ctx, rig.b[0], rig.a[0].qp_num)
+    rig.post([5])
+    rig.send(0, pattern(64, 9), wr_id=9)
+    assert [(w.wr_id, w.status) for w in poll(rig.scq)] == [(9, e.IBV_WC_SUCCESS)]
+    (wc,) = poll(rig.rcq)
+    assert wc.wr_id == 5 and wc.qp_num == rig.b[0].qp_num and rig.buf.read(64, 5 * MSG) == \
+        pattern(64, 9)
 
 
 def test_error_on_a_qp_leaves_the_srq_to_the_others_and_says_last_wqe(rig):

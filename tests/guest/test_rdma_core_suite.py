@@ -163,3 +163,17 @@ def test_resize_cq_runs_and_passes(suite):
     EINVAL, then every completion polled) ran on hmr0 and passed."""
     got = {t[0]: t[1] for t in suite["test_cq"]["tests"] if "resize" in t[0]}
     assert got and set(got.values()) == {"ok"}, got
+
+
+def test_resize_srq_runs_and_passes(suite):
+    """rdma-core's own SRQ resize test (ibv_modify_srq with IBV_SRQ_MAX_WR, then the SRQ's
+    max_wr at least what was asked) ran on hmr0 and passed."""
+    got = {t[0]: t[1] for t in suite["test_srq"]["tests"] if "resize" in t[0]}
+    assert got and set(got.values()) == {"ok"}, got
+
+
+def test_rereg_mr_cases_run_and_pass(suite):
+    """rdma-core's own ibv_rereg_mr tests (access with atomic and remote-write rights taken
+    away and given back, PD away and back, translation) ran on hmr0 and passed."""
+    got = {t[0]: t[1] for t in suite["test_mr"]["tests"] if "rereg" in t[0]}
+    assert len(got) >= 5 and set(got.values()) == {"ok"}, got
