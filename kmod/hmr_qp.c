@@ -338,10 +338,13 @@ static void hmr_qp_err_work(struct work_struct *work)
 	fatal = qp->err_fatal;
 	qp->err_fatal = false;
 	mutex_unlock(&qp->resp_lock);
-	/* Reset by the owner meanwhile: nothing to flush. */
-	if (qp->state != IB_QPS_RESET && fatal)
+	/*
+	 * Moved by the owner meanwhile (reset, and maybe on to INIT or further): that error is
+	 * gone with the queues it concerned; flushing now would break the QP's new life.
+	 */
+	if (qp->state == IB_QPS_ERR && fatal)
 		hmr_qp_fatal(qp);
-	else if (qp->state != IB_QPS_RESET)
+	else if (qp->state == IB_QPS_ERR)
 		hmr_qp_set_error(qp);
 	mutex_unlock(&qp->lock);
 }

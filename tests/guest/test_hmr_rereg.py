@@ -20,7 +20,7 @@ from pyverbs.mr import MR  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.pyverbs_error import PyverbsRDMAError  # noqa: E402
 from pyverbs.qp import QPAttr  # noqa: E402
-from pyverbs.wr import SGE  # noqa: E402
+from pyverbs.wr import SGE, RecvWR  # noqa: E402
 
 LOCAL_RW = e.IBV_ACCESS_LOCAL_WRITE
 CHANGE_ACCESS, CHANGE_PD = e.IBV_REREG_MR_CHANGE_ACCESS, e.IBV_REREG_MR_CHANGE_PD
@@ -166,3 +166,22 @@ def test_rereg_errors_change_nothing():
         finally:
             unmap(ro, 4096)
             unmap(hole, 4096)
+
+
+def test_a_qp_reset_right_after_its_responder_failed_stays_reset():
+    """The responder's error reaches the QP through a work item; a QP its owner reset (and
+    moved on to INIT) before that work ran must not be thrown back into ERROR (rdma-core's
+    rereg tests restate their QPs right after such an error: RTR then failed with EINVAL)."""
+    with closing(Pair()) as pair:
+        for k in range(30):
+            pair.b.qp.post_recv(RecvWR(k, 1, [SGE(pair.b.mr.buf, 64, pair.b.mr.lkey ^ 0x80)]))
+            pair.a.qp.post_send(send_wr(k, e.IBV_WR_SEND, [sge(pair.a.mr, 0, 64)]))
+            assert poll(pair.a.scq)[0].status == e.IBV_WC_REM_OP_ERR
+            restate(pair)                    # at once: the work item may not have run yet
+            post_recv(pair.b, 100 + k)
+            pair.a.mr.write(pattern(64, k), 64)
+            pair.a.qp.post_send(send_wr(k, e.IBV_WR_SEND, [sge(pair.a.mr, 0, 64)]))
+            assert poll(pair.a.scq)[0].status == e.IBV_WC_SUCCESS, k
+            wcs = poll(pair.b.rcq, 1)
+            assert (wcs[0].wr_id, wcs[0].status) == (100 + k, e.IBV_WC_SUCCESS), k
+            assert pair.b.mr.read(64, 0) == pattern(64, k)
