@@ -215,7 +215,12 @@ def test_hmr0_skips_nothing_rxe0_runs_but_hardware_and_listed_gaps(suite, rxe_su
     ran_on_rxe = {t[0] for r in rxe_suite.values() for t in r["tests"] if t[1] != "skipped"}
     only_hmr = {n: why for n, why in hmr.items() if n in ran_on_rxe}
     only_rxe = sorted(n for n in rxe if n not in hmr)
-    lines = ["", "---- skipped on hmr0, run on rxe0 (%d) ----" % len(only_hmr)]
+    count = {dev: {k: sum(t[1] == k for r in res.values() for t in r["tests"])
+                   for k in ("ok", "skipped", "FAIL", "ERROR")}
+             for dev, res in (("hmr0", suite), ("rxe0", rxe_suite))}
+    lines = [""] + ["%s: %d ok, %d skipped, %d failed, %d errors" % (dev, *c.values())
+                    for dev, c in count.items()]
+    lines += ["---- skipped on hmr0, run on rxe0 (%d) ----" % len(only_hmr)]
     lines += ["  %-70s %s" % (n, why) for n, why in sorted(only_hmr.items())]
     lines += ["---- skipped on rxe0, run on hmr0 (%d) ----" % len(only_rxe)]
     lines += ["  %-70s %s" % (n, rxe[n]) for n in only_rxe]
