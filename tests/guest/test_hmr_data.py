@@ -36,7 +36,8 @@ class Side:
         self.mr = MR(pd, SIZE, ALL)
 
 
-def connect(ctx, qp, dest_qpn, rnr_retry=7, min_rnr_timer=1, access=ALL):
+def connect(ctx, qp, dest_qpn, rnr_retry=7, min_rnr_timer=1, access=ALL, dest_rd_atomic=4,
+            rd_atomic=4):
     a = QPAttr(qp_state=e.IBV_QPS_INIT)
     a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, access
     qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT | e.IBV_QP_ACCESS_FLAGS)
@@ -44,11 +45,12 @@ def connect(ctx, qp, dest_qpn, rnr_retry=7, min_rnr_timer=1, access=ALL):
     a.ah_attr = AHAttr(gr=GlobalRoute(dgid=ctx.query_gid(1, 1), sgid_index=1), is_global=1,
                        port_num=1)
     a.path_mtu, a.dest_qp_num, a.rq_psn = e.IBV_MTU_1024, dest_qpn, 0
-    a.max_dest_rd_atomic, a.min_rnr_timer = 4, min_rnr_timer
+    a.max_dest_rd_atomic, a.min_rnr_timer = dest_rd_atomic, min_rnr_timer
     qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_AV | e.IBV_QP_PATH_MTU | e.IBV_QP_DEST_QPN |
               e.IBV_QP_RQ_PSN | e.IBV_QP_MAX_DEST_RD_ATOMIC | e.IBV_QP_MIN_RNR_TIMER)
     a = QPAttr(qp_state=e.IBV_QPS_RTS)
-    a.timeout, a.retry_cnt, a.rnr_retry, a.sq_psn, a.max_rd_atomic = 14, 7, rnr_retry, 0, 4
+    a.timeout, a.retry_cnt, a.rnr_retry, a.sq_psn = 14, 7, rnr_retry, 0
+    a.max_rd_atomic = rd_atomic
     qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_TIMEOUT | e.IBV_QP_RETRY_CNT | e.IBV_QP_RNR_RETRY |
               e.IBV_QP_SQ_PSN | e.IBV_QP_MAX_QP_RD_ATOMIC)
 
