@@ -55,6 +55,7 @@ class Suite:
         # that shows only the failures still says what the lab or the guest printed last.
         tail = collections.deque(maxlen=40)
         self.dir = None
+        streamed = []
         with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace") as p:
             for line in p.stdout:
@@ -64,9 +65,13 @@ class Suite:
                 m = self.dir is None and re.search(r"\] booting .*, logs in (/\S+)$", line)
                 if m:
                     self.dir = m.group(1)
+                streamed += streamed_case(line)
         self.after_run()
+        # The JUnit file is written when the guest's pytest ends: a guest that died before has
+        # none, and what its -v lines said passed or skipped stands for it (a resume needs it).
+        cases = self.cases() if os.path.exists(self.junit) else streamed
         # Read now: later host tests boot guests of their own and move the last-* link.
-        return p.returncode, self.cases(), "".join(tail), [self.console(c) for c in self.consoles]
+        return p.returncode, cases, "".join(tail), [self.console(c) for c in self.consoles]
 
     def after_run(self):
         """Hook: what to print from the run directory right after the run."""
@@ -151,6 +156,20 @@ def lab_broke(rc, cases, consoles):
     if rc == 125 and not cases:
         return "a lab failure without results, before hmr.ko was loaded"
     return ""
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+VERBOSE = re.compile(r"^(\S+\.py)::(.+?) (PASSED|SKIPPED)(?: \((.*)\))?(?: +\[ *\d+%\])?\s*$")
+
+
+def streamed_case(line):
+    """The case a pytest -v line says passed or was skipped, named as Suite.cases() names
+    them ("<module dotted>::<test>"), in a list; [] for any other line."""
+    m = VERBOSE.match(ANSI.sub("", line))
+    if not m:
+        return []
+    path, test, outcome, why = m.groups()
+    return [(path[:-3].replace("/", ".") + "::" + test, outcome.lower(), why or "")]
 
 
 def node_id(name):

@@ -117,3 +117,22 @@ def test_guestrun_runs_again_after_an_emulator_fault_only(tmp_path):
         log = tmp_path / f"{name}.log"
         log.write_text(text)
         assert guestrun().not_the_code(str(log), text) == again, name
+
+
+def test_guestrun_reads_what_passed_from_the_verbose_lines_of_a_guest_that_died():
+    """A guest that died wrote no JUnit file: its pytest -v lines (colours and all) say what
+    passed or was skipped, named as the JUnit cases are; anything else is not taken."""
+    case = guestrun().streamed_case
+    assert case("tests/peer/test_peer_pingpong.py::test_rc_pingpong[1048576B-plain-server-self]"
+                " \x1b[32mPASSED\x1b[0m\x1b[32m [  1%]\x1b[0m\n") == \
+        [("tests.peer.test_peer_pingpong::test_rc_pingpong[1048576B-plain-server-self]",
+          "passed", "")]
+    assert case("tests/peer/test_b.py::test_y[a b] SKIPPED (no ODP) [ 64%]\n") == \
+        [("tests.peer.test_b::test_y[a b]", "skipped", "no ODP")]
+    assert case("tests/peer/test_b.py::test_z \x1b[33mSKIPPED\x1b[0m [ 65%]\n")[0][1] == "skipped"
+    for line in ("tests/peer/test_a.py::test_x[1] [lab 11:33:08] the guest stopped without\n",
+                 "tests/peer/test_a.py::test_x FAILED [  3%]\n", "[   38.97] BUG: kernel NULL\n",
+                 "tests/peer/test_a.py::test_x ERROR [  3%]\n"):
+        assert case(line) == [], line
+    name = case("tests/peer/test_a.py::test_x[1] PASSED [ 1%]\n")[0][0]
+    assert guestrun().node_id(name) == "tests/peer/test_a.py::test_x[1]"
