@@ -147,8 +147,8 @@ def lab_broke(rc, cases, consoles):
     was broken by the lab or the emulator, not by the code under test; "" when it was not.
     Either no result came back from a lab failure whose kernel logs are clean or broke before
     hmr.ko was loaded; or a kernel logged a fault only the emulator can cause (qemu 7.2's TCG
-    corrupts EFLAGS under the pair's load: a #DB or oops in kmem_cache_alloc_node or
-    net_rx_action, with and without hmr) and nothing else, and the run did not pass."""
+    corrupts EFLAGS in cmpxchg16b: tests/lab/run-guest now hides that instruction from the
+    guests, and this rule stays as a safety net) and nothing else, and the run did not pass."""
     if rc == 0 or not all(not_the_code(*c) for c in consoles):
         return ""
     if any(emulator_fault(path) for path, _ in consoles):
