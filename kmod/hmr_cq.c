@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Completion queues. The kernel produces CQEs into a ring the provider polls without a
- * system call; req_notify_cq arms a completion event for the next (solicited) CQE.
- * Only user CQs exist: hmr has no kernel consumers.
+ * system call; req_notify_cq arms a completion event for the next (solicited) CQE. A kernel
+ * consumer's CQ has the same ring, not mapped, polled through poll_cq (hmr_kverbs.c).
  */
 #include <linux/spinlock.h>
 #include <rdma/uverbs_ioctl.h>
@@ -15,27 +15,26 @@ int hmr_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
 	struct ib_udata *udata = hmr_create_cq_udata(hmr_last);
 	struct hmr_cq *cq = to_hcq(ibcq);
 	struct hmr_create_cq_resp resp = {};
-	struct hmr_ucontext *uctx;
+	struct ib_ucontext *uctx = NULL;	/* a kernel CQ's ring is not mapped */
 	int ret;
 
-	if (!udata)
-		return -EOPNOTSUPP;
-	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+	if (udata)
+		uctx = &rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc)->ibuc;
 	if (attr->flags)
 		return -EOPNOTSUPP;
 	if (attr->cqe < 1 || attr->cqe > HMR_MAX_CQE)
 		return -EINVAL;
-	if (udata->outlen < sizeof(resp))
+	if (udata && udata->outlen < sizeof(resp))
 		return -EINVAL;
 
 	spin_lock_init(&cq->lock);
-	ret = hmr_ring_init(&cq->ring, &uctx->ibuc, attr->cqe, sizeof(struct hmr_cqe),
+	ret = hmr_ring_init(&cq->ring, uctx, attr->cqe, sizeof(struct hmr_cqe),
 			    &resp.mmap_offset, &resp.mmap_size);
 	if (ret)
 		return ret;
 	resp.num = cq->ring.num;
 	ibcq->cqe = cq->ring.num;
-	ret = ib_copy_to_udata(udata, &resp, sizeof(resp));
+	ret = udata ? ib_copy_to_udata(udata, &resp, sizeof(resp)) : 0;
 	if (ret)
 		goto err_ring;
 	return 0;
@@ -86,7 +85,7 @@ int hmr_resize_cq(struct ib_cq *ibcq, hmr_resize_cqe_t cqe, struct ib_udata *uda
 	int ret;
 
 	if (!udata)
-		return -EOPNOTSUPP;	/* only user CQs exist */
+		return -EOPNOTSUPP;	/* kernel CQs are not resized */
 	if (cqe < 1 || cqe > HMR_MAX_CQE || udata->outlen < sizeof(resp))
 		return -EINVAL;
 	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
@@ -108,10 +107,14 @@ out:
 	return ret;
 }
 
-/* Kernel polling: every CQ belongs to userspace, which polls its ring directly. */
+/* Kernel polling: a user CQ's owner polls its ring directly, never through here. */
 int hmr_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc)
 {
-	return -EOPNOTSUPP;
+	struct hmr_cq *cq = to_hcq(ibcq);
+
+	if (!cq->ring.kernel)
+		return -EOPNOTSUPP;
+	return hmr_kpoll_cq(cq, num_entries, wc);
 }
 
 int hmr_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags)

@@ -98,9 +98,13 @@ struct hmr_pd {
 	struct ib_pd ibpd;
 };
 
-/* UD sends carry their address in the WQE (hmr_ud.c): an AH holds nothing of its own. */
+/*
+ * User UD sends carry their address in the WQE (hmr_ud.c); a kernel consumer's post_send
+ * copies it from the AH (hmr_kverbs.c): destination GID and source GID index.
+ */
 struct hmr_ah {
 	struct ib_ah ibah;
+	struct hmr_ud_av av;
 };
 
 struct hmr_xrcd {
@@ -151,6 +155,7 @@ struct hmr_mr {
 	refcount_t ref;			/* lookups by key (hmr_mr_get) and the registration */
 	struct completion done;		/* ref reached zero: dereg may free */
 	bool dying;			/* dereg started: a prefetch stops early (READ_ONCE) */
+	bool kernel;			/* a kernel PD's DMA MR: kernel addresses, no notifier */
 	u64 start;			/* user virtual address */
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
@@ -234,6 +239,8 @@ struct hmr_qp {
 	/* As set by modify_qp (ah_attr.grh.sgid_attr is NULL); written under both locks. */
 	struct ib_qp_attr attr;
 	struct ib_qp_cap cap;		/* what the QP really has */
+	/* A kernel QP's (hmr_kverbs.c): serialises its posters, the SQ's and RQ's producer. */
+	spinlock_t kpost_lock;
 	u32 sq_cons;			/* SQ consumer index: the kernel's own copy */
 	bool sq_sig_all;		/* IB_SIGNAL_ALL_WR */
 	bool destroying;		/* no more RNR retries are scheduled */
@@ -263,6 +270,17 @@ static inline struct hmr_dev *to_hdev(struct ib_device *ibdev)
 static inline struct hmr_qp *to_hqp(struct ib_qp *ibqp)
 {
 	return container_of(ibqp, struct hmr_qp, ibqp);
+}
+
+static inline struct hmr_ah *to_hah(struct ib_ah *ibah)
+{
+	return container_of(ibah, struct hmr_ah, ibah);
+}
+
+/* A datagram QP: UD, or the GSI QP (QP1), which is UD with fixed rules. */
+static inline bool hmr_qp_is_ud(const struct hmr_qp *qp)
+{
+	return qp->ibqp.qp_type == IB_QPT_UD || qp->ibqp.qp_type == IB_QPT_GSI;
 }
 
 static inline struct hmr_mr *to_hmr(struct ib_mr *ibmr)
@@ -321,6 +339,13 @@ void hmr_srq_put(struct hmr_srq *srq);
 int hmr_srq_take(struct hmr_srq *srq, struct hmr_recv_wqe *wqe);
 void hmr_srq_consume(struct hmr_srq *srq);
 void hmr_srq_give_back(struct hmr_srq *srq);
+
+/* hmr_kverbs.c */
+int hmr_kpost_send(struct hmr_qp *qp, const struct ib_send_wr *wr,
+		   const struct ib_send_wr **bad_wr);
+int hmr_kpost_recv(struct hmr_qp *qp, const struct ib_recv_wr *wr,
+		   const struct ib_recv_wr **bad_wr);
+int hmr_kpoll_cq(struct hmr_cq *cq, int num, struct ib_wc *wc);
 
 /* hmr_ud.c */
 int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);

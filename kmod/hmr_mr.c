@@ -167,6 +167,31 @@ static int hmr_mr_alloc_key(struct hmr_dev *hdev, struct hmr_mr *mr)
 	return 0;
 }
 
+/* A new MR with its (empty) mirror and one reference, not yet findable by key. */
+static struct hmr_mr *hmr_mr_alloc(struct hmr_dev *hdev, u64 start, u64 length, u64 iova,
+				   int access)
+{
+	struct hmr_mr *mr;
+	int ret;
+
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
+	if (!mr)
+		return ERR_PTR(-ENOMEM);
+	ret = hmr_mirror_init(&mr->mirror, &hmr_mr_mirror_ops, mr);
+	if (ret) {
+		kfree(mr);
+		return ERR_PTR(ret);
+	}
+	refcount_set(&mr->ref, 1);
+	init_completion(&mr->done);
+	mr->hdev = hdev;
+	mr->start = start;
+	mr->length = length;
+	mr->iova = iova;
+	mr->access = access;
+	return mr;
+}
+
 struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iova,
 			      int access, HMR_REG_USER_MR_EXTRA_ARG struct ib_udata *udata)
 {
@@ -199,19 +224,9 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 			return ERR_PTR(ret);
 	}
 
-	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
-	if (!mr)
-		return ERR_PTR(-ENOMEM);
-	ret = hmr_mirror_init(&mr->mirror, &hmr_mr_mirror_ops, mr);
-	if (ret)
-		goto err_free;
-	refcount_set(&mr->ref, 1);
-	init_completion(&mr->done);
-	mr->hdev = hdev;
-	mr->start = start;
-	mr->length = length;
-	mr->iova = iova;
-	mr->access = access;
+	mr = hmr_mr_alloc(hdev, start, length, iova, access);
+	if (IS_ERR(mr))
+		return ERR_CAST(mr);
 	ret = mmu_interval_notifier_insert(&mr->notifier, current->mm, start, length,
 					   &hmr_mr_notifier_ops);
 	if (ret)
@@ -225,7 +240,6 @@ err_notifier:
 	mmu_interval_notifier_remove(&mr->notifier);
 err_mirror:
 	hmr_mirror_destroy(&mr->mirror);
-err_free:
 	kfree(mr);
 	return ERR_PTR(ret);
 }
@@ -277,17 +291,42 @@ int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 	hmr_mr_put(mr);
 	wait_for_completion(&mr->done);
 	/* Waits for a running invalidation; later ones no longer see this MR. */
-	mmu_interval_notifier_remove(&mr->notifier);
+	if (!mr->kernel)
+		mmu_interval_notifier_remove(&mr->notifier);
 	hmr_stats_retire_end(hdev, mr, &snap);
 	hmr_mirror_destroy(&mr->mirror);	/* tables go after an RCU grace period */
 	kfree(mr);
 	return 0;
 }
 
-/* Kernel consumers only: hmr has none. */
+/*
+ * The DMA MR of a kernel PD (ib_alloc_pd makes one for pd->local_dma_lkey). hmr has no DMA
+ * device, so the core's virtual DMA ops hand kernel consumers kernel virtual addresses
+ * (ib_dma_map_*): the MR covers them all, and the DMA engine copies kernel memory directly.
+ * Kernel memory needs no mirror; the mirror stays empty (its statistics read zero). Only a
+ * kernel PD has one, and keys are checked against the PD: no user QP can name it.
+ */
 struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access)
 {
-	return ERR_PTR(-EOPNOTSUPP);
+	struct hmr_dev *hdev = to_hdev(ibpd->device);
+	struct hmr_mr *mr;
+	int ret;
+
+	if (ibpd->uobject)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (access & ~(HMR_MR_ACCESS_ALL & ~IB_ACCESS_ON_DEMAND))
+		return ERR_PTR(-EOPNOTSUPP);
+	mr = hmr_mr_alloc(hdev, 0, U64_MAX, 0, access);
+	if (IS_ERR(mr))
+		return ERR_CAST(mr);
+	mr->kernel = true;
+	ret = hmr_mr_alloc_key(hdev, mr);
+	if (ret) {
+		hmr_mirror_destroy(&mr->mirror);
+		kfree(mr);
+		return ERR_PTR(ret);
+	}
+	return &mr->ibmr;
 }
 
 /* The MR @key names on @hdev, with a reference (hmr_mr_put()), or NULL. */
@@ -704,6 +743,17 @@ static void hmr_mr_copy_chunk(struct hmr_access *acc, void *buf, bool to_mr)
 	}
 }
 
+/* A kernel MR's memory (hmr_get_dma_mr()): the address is the kernel's own. */
+static void hmr_kernel_copy(u64 kva, void *buf, size_t len, bool to_mr)
+{
+	void *k = (void *)(uintptr_t)kva;
+
+	if (to_mr)
+		memcpy(k, buf, len);
+	else
+		memcpy(buf, k, len);
+}
+
 /*
  * Copy @len bytes between @mr at @iova and the kernel buffer @buf, a chunk at a time, so an
  * invalidation waits for one chunk at most. Returns 0 or -EFAULT (the memory is gone or
@@ -714,6 +764,10 @@ int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
 	unsigned long va = mr->start + (iova - mr->iova);
 	struct hmr_access acc;
 
+	if (mr->kernel) {
+		hmr_kernel_copy(iova, buf, len, to_mr);
+		return 0;
+	}
 	while (len) {
 		if (hmr_mr_access_begin(mr, &acc, va, len, to_mr))
 			return -EFAULT;
@@ -765,6 +819,12 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 	int ret;
 
 	*dst_failed = false;
+	if (src->kernel) {
+		*dst_failed = true;	/* only the destination can fail */
+		return hmr_mr_copy(dst, dst_iova, (void *)(uintptr_t)src_iova, len, true);
+	}
+	if (dst->kernel)
+		return hmr_mr_copy(src, src_iova, (void *)(uintptr_t)dst_iova, len, false);
 	hmr_fault_bound_start(&b);
 	while (len) {
 		if (hmr_mr_access_begin(src, &sa, sva, len, false))
@@ -811,10 +871,15 @@ int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u
 	void *kaddr;
 	u64 *p, old;
 
-	if (hmr_mr_access_begin(mr, &acc, va, sizeof(u64), true))
-		return -EFAULT;
-	kaddr = hmr_access_map(&acc, 0);
-	p = kaddr + offset_in_page(va);
+	if (mr->kernel) {
+		kaddr = NULL;
+		p = (u64 *)(uintptr_t)iova;
+	} else {
+		if (hmr_mr_access_begin(mr, &acc, va, sizeof(u64), true))
+			return -EFAULT;
+		kaddr = hmr_access_map(&acc, 0);
+		p = kaddr + offset_in_page(va);
+	}
 	if (cmp_swap) {
 		old = cmpxchg64(p, compare_add, swap);
 	} else {
@@ -822,8 +887,10 @@ int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u
 		while (!try_cmpxchg64(p, &old, old + compare_add))
 			;
 	}
-	kunmap_local(kaddr);
-	hmr_access_end(&mr->mirror, &acc);
+	if (kaddr) {
+		kunmap_local(kaddr);
+		hmr_access_end(&mr->mirror, &acc);
+	}
 	*orig = old;
 	return 0;
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * RC, UD and XRC queue pairs (UD delivery: hmr_ud.c; SRQs: hmr_srq.c): creation with their
- * SQ/RQ rings, the state machine (modify/query), and flushing outstanding work requests when
- * a QP enters the error state and, since post_recv makes no system call, periodically while
- * it stays there. An XRC send QP (XRC_INI) has an SQ only; an XRC receive QP (XRC_TGT) has no
+ * RC, UD, GSI and XRC queue pairs (UD delivery: hmr_ud.c; SRQs: hmr_srq.c; the kernel's side
+ * of a kernel QP's rings: hmr_kverbs.c): creation with their SQ/RQ rings, the state machine
+ * (modify/query), and flushing outstanding work requests when a QP enters the error state
+ * and, since post_recv makes no system call, periodically while it stays there. An XRC send QP (XRC_INI) has an SQ only; an XRC receive QP (XRC_TGT) has no
  * rings at all: the RDMA core creates it without udata, and its receives come from the XRC SRQ
  * each request names. A QP on an SRQ has no RQ of its own.
  */
@@ -24,20 +24,31 @@
 #define HMR_FLUSH_MIN_DELAY	1
 #define HMR_FLUSH_MAX_DELAY	HZ
 
-static bool hmr_qp_type_ok(enum ib_qp_type type)
+/*
+ * The QP types hmr has, for userspace (@user) or the kernel. The core creates XRC receive QPs
+ * without udata, and the MAD layer the GSI QP; kernel ULPs may create RC and UD QPs.
+ */
+static bool hmr_qp_type_ok(enum ib_qp_type type, bool user)
 {
-	return type == IB_QPT_RC || type == IB_QPT_UD || type == IB_QPT_XRC_INI ||
-	       type == IB_QPT_XRC_TGT;
+	switch (type) {
+	case IB_QPT_RC:
+	case IB_QPT_UD:
+		return true;
+	case IB_QPT_XRC_INI:
+		return user;
+	case IB_QPT_XRC_TGT:
+	case IB_QPT_GSI:
+		return !user;
+	default:
+		return false;
+	}
 }
 
 static int hmr_qp_chk_init(struct ib_qp_init_attr *init, struct ib_udata *udata)
 {
 	struct ib_qp_cap *cap = &init->cap;
 
-	if (!hmr_qp_type_ok(init->qp_type) || init->create_flags)
-		return -EOPNOTSUPP;
-	/* Only the core creates XRC receive QPs without udata: hmr has no kernel consumers. */
-	if (!udata != (init->qp_type == IB_QPT_XRC_TGT))
+	if (!hmr_qp_type_ok(init->qp_type, udata) || init->create_flags)
 		return -EOPNOTSUPP;
 	if (init->srq && init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UD)
 		return -EINVAL;
@@ -55,7 +66,8 @@ static bool hmr_qp_has_sq(struct ib_qp_init_attr *init)
 
 static bool hmr_qp_has_rq(struct ib_qp_init_attr *init)
 {
-	return !init->srq && (init->qp_type == IB_QPT_RC || init->qp_type == IB_QPT_UD);
+	return !init->srq && (init->qp_type == IB_QPT_RC || init->qp_type == IB_QPT_UD ||
+			      init->qp_type == IB_QPT_GSI);
 }
 
 /* Report what the QP really has: at least what was asked, nothing for a queue it lacks. */
@@ -75,14 +87,13 @@ static int hmr_qp_init_rings(struct hmr_qp *qp, struct ib_udata *udata,
 			     struct ib_qp_init_attr *init, struct hmr_create_qp_resp *resp)
 {
 	struct ib_qp_cap *cap = &init->cap;
-	struct hmr_ucontext *uctx;
+	struct ib_ucontext *uctx = NULL;	/* a kernel QP's rings are not mapped */
 	int ret;
 
-	if (!udata)
-		goto out;	/* XRC_TGT: no rings */
-	uctx = rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc);
+	if (udata)
+		uctx = &rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc)->ibuc;
 	if (hmr_qp_has_sq(init)) {
-		ret = hmr_ring_init(&qp->sq, &uctx->ibuc, max(cap->max_send_wr, 1u),
+		ret = hmr_ring_init(&qp->sq, uctx, max(cap->max_send_wr, 1u),
 				    sizeof(struct hmr_send_wqe), &resp->sq_mmap_offset,
 				    &resp->sq_mmap_size);
 		if (ret)
@@ -90,14 +101,13 @@ static int hmr_qp_init_rings(struct hmr_qp *qp, struct ib_udata *udata,
 		resp->sq_num = qp->sq.num;
 	}
 	if (hmr_qp_has_rq(init)) {
-		ret = hmr_ring_init(&qp->rq, &uctx->ibuc, max(cap->max_recv_wr, 1u),
+		ret = hmr_ring_init(&qp->rq, uctx, max(cap->max_recv_wr, 1u),
 				    sizeof(struct hmr_recv_wqe), &resp->rq_mmap_offset,
 				    &resp->rq_mmap_size);
 		if (ret)
 			goto err_sq;
 		resp->rq_num = qp->rq.num;
 	}
-out:
 	hmr_qp_set_cap(qp, cap);
 	return 0;
 
@@ -108,6 +118,19 @@ err_sq:
 
 static void hmr_qp_err_work(struct work_struct *work);
 static void hmr_qp_flush_work(struct work_struct *work);
+
+/* A QP number: 1 for the GSI QP (one per device: one port), else the next free one. */
+static int hmr_qp_alloc_qpn(struct hmr_dev *hdev, struct hmr_qp *qp, u32 *qpn)
+{
+	int ret;
+
+	if (qp->ibqp.qp_type == IB_QPT_GSI) {
+		*qpn = 1;
+		return xa_insert(&hdev->qps, 1, qp, GFP_KERNEL);
+	}
+	ret = xa_alloc_cyclic(&hdev->qps, qpn, qp, HMR_QPN_LIMIT, &hdev->next_qpn, GFP_KERNEL);
+	return ret < 0 ? ret : 0;
+}
 
 int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_udata *udata)
 {
@@ -125,6 +148,7 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 
 	mutex_init(&qp->lock);
 	mutex_init(&qp->resp_lock);
+	spin_lock_init(&qp->kpost_lock);
 	refcount_set(&qp->ref, 1);
 	init_completion(&qp->done);
 	INIT_DELAYED_WORK(&qp->retry_work, hmr_req_retry_work);
@@ -139,8 +163,8 @@ int hmr_create_qp(struct ib_qp *ibqp, struct ib_qp_init_attr *init, struct ib_ud
 	ret = hmr_qp_init_rings(qp, udata, init, &resp);
 	if (ret)
 		goto err_wire;
-	ret = xa_alloc_cyclic(&hdev->qps, &qpn, qp, HMR_QPN_LIMIT, &hdev->next_qpn, GFP_KERNEL);
-	if (ret < 0)
+	ret = hmr_qp_alloc_qpn(hdev, qp, &qpn);
+	if (ret)
 		goto err_rings;
 	ibqp->qp_num = qpn;
 	ret = udata ? ib_copy_to_udata(udata, &resp, sizeof(resp)) : 0;

@@ -217,7 +217,7 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 	struct hmr_sgl sgl;
 	int ret;
 
-	if (qp->ibqp.qp_type == IB_QPT_UD) {
+	if (hmr_qp_is_ud(qp)) {
 		ret = hmr_ud_prepare(qp, &req, wqe);
 		if (ret != IB_WC_SUCCESS)
 			return ret;

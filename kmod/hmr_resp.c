@@ -162,7 +162,7 @@ void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 		cqe.wc_flags = IB_WC_WITH_IMM;
 		cqe.imm_data = (__force u32)req->imm;
 	}
-	if (qp->ibqp.qp_type == IB_QPT_UD && status == IB_WC_SUCCESS)
+	if (hmr_qp_is_ud(qp) && status == IB_WC_SUCCESS)
 		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
 	/* An XRC SRQ completes to its own CQ. */
 	cq = qp->ibqp.qp_type == IB_QPT_XRC_TGT ? req->srq->ibsrq.ext.cq : qp->ibqp.recv_cq;
@@ -471,8 +471,8 @@ int hmr_resp_execute(struct hmr_qp *qp, struct hmr_request *req)
 	ret = hmr_resp_find_srq(qp, req);
 	if (ret)
 		goto out_unlock;
-	if (qp->ibqp.qp_type == IB_QPT_UD || req->ud)
-		ret = qp->ibqp.qp_type == IB_QPT_UD && req->ud ? hmr_resp_ud(qp, req) :
+	if (hmr_qp_is_ud(qp) || req->ud)
+		ret = hmr_qp_is_ud(qp) && req->ud ? hmr_resp_ud(qp, req) :
 								  HMR_RESP_LOST;
 	else
 		ret = hmr_resp_dispatch(qp, req);

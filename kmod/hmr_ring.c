@@ -38,6 +38,11 @@ static void hmr_mmap_entry_free(struct hmr_mmap_entry *mentry)
 	kfree(mentry);
 }
 
+/*
+ * A ring of at least @min_entries entries of @esize bytes. With a user context it is mapped
+ * into that process (offset and size for the response); without one (@uctx NULL: a kernel
+ * consumer's CQ or QP) it stays kernel memory, produced and consumed by hmr_kverbs.c.
+ */
 int hmr_ring_init(struct hmr_ring *ring, struct ib_ucontext *uctx, u32 min_entries,
 		  u32 esize, u64 *mmap_offset, u64 *mmap_size)
 {
@@ -51,14 +56,17 @@ int hmr_ring_init(struct hmr_ring *ring, struct ib_ucontext *uctx, u32 min_entri
 	mentry = hmr_mmap_entry_alloc(HMR_RING_HDR_SIZE + (size_t)ring->num * esize);
 	if (!mentry)
 		return -ENOMEM;
-	ret = rdma_user_mmap_entry_insert(uctx, &mentry->rentry, mentry->size);
-	if (ret)
-		goto err_free;
+	ring->kernel = !uctx;
+	if (uctx) {
+		ret = rdma_user_mmap_entry_insert(uctx, &mentry->rentry, mentry->size);
+		if (ret)
+			goto err_free;
+		*mmap_offset = rdma_user_mmap_get_offset(&mentry->rentry);
+		*mmap_size = mentry->size;
+	}
 	ring->mentry = mentry;
 	ring->hdr = mentry->addr;
 	ring->slots = mentry->addr + HMR_RING_HDR_SIZE;
-	*mmap_offset = rdma_user_mmap_get_offset(&mentry->rentry);
-	*mmap_size = mentry->size;
 	return 0;
 
 err_free:
@@ -66,12 +74,18 @@ err_free:
 	return ret;
 }
 
-/* Drop the owner's reference: the memory stays until the last mapping of it is gone. */
+/*
+ * Drop the owner's reference: the memory of a user ring stays until the last mapping of it is
+ * gone; a kernel ring's goes now.
+ */
 void hmr_ring_destroy(struct hmr_ring *ring)
 {
 	if (!ring->mentry)
 		return;
-	rdma_user_mmap_entry_remove(&ring->mentry->rentry);
+	if (ring->kernel)
+		hmr_mmap_entry_free(ring->mentry);	/* never mapped */
+	else
+		rdma_user_mmap_entry_remove(&ring->mentry->rentry);
 	ring->mentry = NULL;
 	ring->hdr = NULL;
 	ring->slots = NULL;

@@ -6,7 +6,8 @@
  * rdma_user_mmap_io(), so that the RDMA core zaps the mapping when the device is
  * disassociated. It belongs to an rdma_user_mmap_entry: freed by hmr_mmap_free() once the
  * ring's owner removed the entry and the last mapping is gone. The owner (CQ, QP) touches
- * the memory only between hmr_ring_init() and hmr_ring_destroy().
+ * the memory only between hmr_ring_init() and hmr_ring_destroy(). A kernel consumer's rings
+ * (hmr_kverbs.c) are the same memory without a mapping: the kernel is on both sides.
  */
 #ifndef HMR_RING_H
 #define HMR_RING_H
@@ -27,6 +28,7 @@ struct hmr_ring {
 	void *slots;
 	u32 num;			/* entries, a power of two */
 	u32 esize;			/* bytes per entry */
+	bool kernel;			/* a kernel consumer's: not mapped, no mmap entry */
 };
 
 int hmr_ring_init(struct hmr_ring *ring, struct ib_ucontext *uctx, u32 min_entries,

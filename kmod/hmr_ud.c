@@ -3,8 +3,9 @@
  * Unreliable datagram QPs and address handles.
  *
  * A UD send names its destination in the WQE (struct hmr_ud_av: GID, QPN, Q_Key, source GID
- * index), which the provider copies from its address handle; the kernel's AH objects exist
- * for the RDMA core (and kernel consumers) and are not looked up on the data path. Delivery
+ * index), which the provider copies from its address handle, and a kernel consumer's
+ * post_send from the kernel AH (hmr_kverbs.c): AHs are not looked up on the data path. The
+ * GSI QP (QP1, the MAD layer's) is a UD QP of QP number 1 whose Q_Key is 0x80010000. Delivery
  * is best effort, as on the wire: a message for a QP that does not exist, is not a UD QP, has
  * another Q_Key or has no receive posted is dropped, and the sender's WR still completes
  * successfully. The receiver gets a 40-byte GRH in front of the payload (IB_WC_GRH): for an
@@ -22,15 +23,20 @@
 #define HMR_GRH_SIZE	40
 #define HMR_QKEY_PRIV	0x80000000u	/* in a WQE's qkey: use the sender QP's Q_Key */
 
+/* May run in atomic context for a kernel consumer (no RDMA_CREATE_AH_SLEEPABLE). */
 int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata)
 {
 	struct rdma_ah_attr *attr = init->ah_attr;
+	struct hmr_ah *ah = to_hah(ibah);
 
 	if (!(rdma_ah_get_ah_flags(attr) & IB_AH_GRH))
 		return -EINVAL;	/* RoCE: every address is a GID */
 	if (rdma_ah_get_port_num(attr) != HMR_PORT ||
 	    attr->grh.sgid_index >= HMR_GID_TABLE_LEN)
 		return -EINVAL;
+	memset(&ah->av, 0, sizeof(ah->av));
+	memcpy(ah->av.dgid, attr->grh.dgid.raw, sizeof(ah->av.dgid));
+	ah->av.sgid_index = attr->grh.sgid_index;
 	return 0;
 }
 

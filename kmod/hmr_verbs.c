@@ -83,7 +83,7 @@ static int hmr_query_port(struct ib_device *ibdev, u32 port, struct ib_port_attr
 	attr->max_mtu = IB_MTU_4096;
 	attr->active_mtu = ib_mtu_int_to_enum(READ_ONCE(hdev->ndev->mtu));
 	attr->gid_tbl_len = HMR_GID_TABLE_LEN;
-	attr->port_cap_flags = 0;	/* no CM: see hmr_get_port_immutable() */
+	attr->port_cap_flags = IB_PORT_CM_SUP;	/* QP1 carries the CM's MADs */
 	attr->max_msg_sz = HMR_MAX_MSG_SIZE;
 	attr->pkey_tbl_len = 1;
 	attr->bad_pkey_cntr = 0;
@@ -106,16 +106,16 @@ static int hmr_get_port_immutable(struct ib_device *ibdev, u32 port,
 
 	/*
 	 * RoCEv2 only, as rxe: GID 0 is the MAC-derived default, 1.. the netdev's addresses.
-	 * No MAD/CM capability: hmr has no kernel QPs (QP1), so ib_mad and ib_cm must not
-	 * attach; applications exchange QP numbers and GIDs out of band (no rdma_cm).
+	 * With MADs and the CM: the MAD layer creates QP1 through the kernel verbs, and rdma_cm
+	 * connects over it.
 	 */
-	immutable->core_cap_flags = RDMA_CORE_CAP_PROT_ROCE_UDP_ENCAP;
+	immutable->core_cap_flags = RDMA_CORE_PORT_IBA_ROCE_UDP_ENCAP;
 	ret = ib_query_port(ibdev, port, &attr);
 	if (ret)
 		return ret;
 	immutable->pkey_tbl_len = attr.pkey_tbl_len;
 	immutable->gid_tbl_len = attr.gid_tbl_len;
-	immutable->max_mad_size = 0;
+	immutable->max_mad_size = IB_MGMT_MAD_SIZE;
 	return 0;
 }
 
@@ -169,13 +169,18 @@ static int hmr_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 
 /*
  * Userspace posts through the rings; a POST_SEND command without WRs (@wr NULL) is its
- * doorbell. Kernel WRs do not exist: hmr has no kernel consumers (nor do SRQ receives).
+ * doorbell, and WRs in a command are refused (the ring is the process's to produce). Kernel
+ * consumers post WRs (hmr_kverbs.c). Kernel SRQs do not exist.
  */
 static int hmr_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 			 const struct ib_send_wr **bad_wr)
 {
+	struct hmr_qp *qp = to_hqp(ibqp);
+
 	if (!wr)
-		return hmr_qp_doorbell(to_hqp(ibqp));
+		return hmr_qp_doorbell(qp);
+	if (qp->sq.kernel)
+		return hmr_kpost_send(qp, wr, bad_wr);
 	*bad_wr = wr;
 	return -EOPNOTSUPP;
 }
@@ -183,6 +188,10 @@ static int hmr_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 static int hmr_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			 const struct ib_recv_wr **bad_wr)
 {
+	struct hmr_qp *qp = to_hqp(ibqp);
+
+	if (qp->rq.kernel)
+		return hmr_kpost_recv(qp, wr, bad_wr);
 	*bad_wr = wr;
 	return -EOPNOTSUPP;
 }

@@ -74,7 +74,7 @@ u32 hmr_wire_mtu(struct hmr_qp *qp)
 {
 	struct hmr_dev *hdev = to_hdev(qp->ibqp.device);
 	u32 ndev_mtu = READ_ONCE(hdev->ndev->mtu);
-	enum ib_mtu m = qp->ibqp.qp_type == IB_QPT_UD ? IB_MTU_4096 : qp->attr.path_mtu;
+	enum ib_mtu m = hmr_qp_is_ud(qp) ? IB_MTU_4096 : qp->attr.path_mtu;
 	u32 mtu = ib_mtu_enum_to_int(m ? m : IB_MTU_1024);
 
 	while (mtu > 256 && mtu + HMR_WIRE_OVERHEAD > ndev_mtu)

@@ -64,7 +64,7 @@ static void hmr_wire_req_init(struct hmr_qp *qp, struct hmr_request *req, struct
 	req->opcode = opcode;
 	req->imm = pkt->imm;
 	req->solicited = pkt->solicited;
-	req->src_qpn = qp->ibqp.qp_type == IB_QPT_UD ? pkt->src_qpn : qp->attr.dest_qp_num;
+	req->src_qpn = hmr_qp_is_ud(qp) ? pkt->src_qpn : qp->attr.dest_qp_num;
 	req->srq = qp->ibqp.srq ? to_hsrq(qp->ibqp.srq) : NULL;
 	req->remote_addr = pkt->va;
 	req->rkey = pkt->rkey;
@@ -530,7 +530,7 @@ void hmr_wire_resp_rx(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_pkt *pk
 	state = READ_ONCE(qp->state);
 	if (state != IB_QPS_RTR && state != IB_QPS_RTS && state != IB_QPS_SQD)
 		goto drop;
-	if (qp->ibqp.qp_type == IB_QPT_UD && service == HMR_OP_UD)
+	if (hmr_qp_is_ud(qp) && service == HMR_OP_UD)
 		hmr_wire_resp_ud(qp, skb, pkt);
 	else if (qp->ibqp.qp_type == IB_QPT_RC && service == HMR_OP_RC &&
 		 hmr_wire_from_peer(qp, skb))
