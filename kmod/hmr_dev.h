@@ -43,6 +43,10 @@
 #define HMR_MAX_INLINE		256
 #define HMR_MAX_SRQ		(1 << 14)
 #define HMR_MAX_SRQ_WR		HMR_MAX_QP_WR
+#define HMR_MAX_MCAST_GRP	256
+#define HMR_MAX_MCAST_QP_ATTACH	16	/* per group */
+#define HMR_MAX_TOTAL_MCAST_QP_ATTACH	1024
+#define HMR_MCAST_QPN		0xffffff	/* a UD send's destination QP for a group */
 
 /* Wire counters of a device (hmr_stats.c names them, as rxe's). */
 enum {
@@ -86,6 +90,11 @@ struct hmr_dev {
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
 	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of an MR */
+	/* Multicast attachments (struct hmr_mca, hmr_mcast.c); protects mcast and the counts. */
+	struct mutex mcast_lock;
+	struct list_head mcast;
+	u32 mcast_total;		/* attachments */
+	u32 mcast_groups;		/* distinct groups among them */
 	bool wire;			/* the netdev reaches other hosts: the sockets are held */
 	atomic64_t wire_cnt[HMR_WIRE_NUM];
 };
@@ -346,6 +355,11 @@ int hmr_kpost_send(struct hmr_qp *qp, const struct ib_send_wr *wr,
 int hmr_kpost_recv(struct hmr_qp *qp, const struct ib_recv_wr *wr,
 		   const struct ib_recv_wr **bad_wr);
 int hmr_kpoll_cq(struct hmr_cq *cq, int num, struct ib_wc *wc);
+
+/* hmr_mcast.c */
+int hmr_attach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+int hmr_detach_mcast(struct ib_qp *ibqp, union ib_gid *gid, u16 lid);
+void hmr_mcast_qp_destroy(struct hmr_qp *qp);
 
 /* hmr_ud.c */
 int hmr_create_ah(struct ib_ah *ibah, struct rdma_ah_init_attr *init, struct ib_udata *udata);

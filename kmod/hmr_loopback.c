@@ -12,6 +12,10 @@ static int hmr_loopback_execute(struct hmr_request *req)
 	struct hmr_qp *peer;
 	int ret;
 
+	if (req->ud && hmr_mcast_dest(req->ud)) {
+		hmr_mcast_send_local(req);
+		return IB_WC_SUCCESS;
+	}
 	if (req->ud)
 		peer = hmr_qp_get_by_gid((const union ib_gid *)req->ud->dgid,
 					 req->ud->dest_qpn & 0xffffff);

@@ -52,7 +52,9 @@ void hmr_dealloc_driver(struct ib_device *ibdev)
 	if (hdev->wire)
 		hmr_net_put(hdev->ndev);
 	/* The core destroyed every object before it deallocates the device. */
-	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs) || !xa_empty(&hdev->srqs));
+	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs) || !xa_empty(&hdev->srqs) ||
+		!list_empty(&hdev->mcast));
+	mutex_destroy(&hdev->mcast_lock);
 	xa_destroy(&hdev->qps);
 	xa_destroy(&hdev->mrs);
 	xa_destroy(&hdev->srqs);
@@ -89,6 +91,8 @@ static void hmr_init_ibdev(struct hmr_dev *hdev, struct net_device *ndev)
 	xa_init_flags(&hdev->mrs, XA_FLAGS_ALLOC);
 	xa_init_flags(&hdev->srqs, XA_FLAGS_ALLOC);
 	spin_lock_init(&hdev->stats_lock);
+	mutex_init(&hdev->mcast_lock);
+	INIT_LIST_HEAD(&hdev->mcast);
 	strscpy(ibdev->node_desc, "hmr", sizeof(ibdev->node_desc));
 	addrconf_addr_eui48((unsigned char *)&ibdev->node_guid, ndev->dev_addr);
 	ibdev->node_type = RDMA_NODE_IB_CA;

@@ -209,6 +209,7 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	struct hmr_dev *hdev = to_hdev(ibqp->device);
 	struct hmr_qp *qp = to_hqp(ibqp);
 
+	hmr_mcast_qp_destroy(qp);	/* no sender finds it in a group any more */
 	hmr_wire_qp_stop(qp);	/* a requester waiting for the network lets go of qp->lock */
 	mutex_lock(&qp->lock);
 	qp->destroying = true;

@@ -81,6 +81,12 @@ int hmr_ud_sent(int status);
 int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req);
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len);
 
+/* hmr_mcast.c */
+struct hmr_pkt;
+bool hmr_mcast_dest(const struct hmr_ud_av *av);
+void hmr_mcast_send_local(struct hmr_request *req);
+u32 hmr_mcast_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt);
+
 /* hmr_req.c */
 int hmr_sgl_copy(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len, bool *dst_failed);
 int hmr_sgl_rw_at(struct hmr_sgl *sgl, u64 off, void *buf, size_t len, bool to_sgl);

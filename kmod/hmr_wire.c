@@ -523,6 +523,12 @@ static int hmr_wire_execute(struct hmr_request *req)
 	};
 	int ret;
 
+	if (req->ud && hmr_mcast_dest(req->ud)) {
+		hmr_mcast_send_local(req);
+		/* And to the group's other hosts; with no route to the group, to none of them. */
+		ret = hmr_wire_ud(qp, req);
+		return ret == IB_WC_LOC_QP_OP_ERR ? IB_WC_SUCCESS : ret;
+	}
 	if (req->ud ? hmr_gid_is_local((const union ib_gid *)req->ud->dgid) : qp->wire.local)
 		return hmr_loopback_transport.execute(req);
 	if (req->ud)
@@ -567,7 +573,14 @@ const struct hmr_transport_ops hmr_wire_transport = {
  */
 void hmr_wire_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
 {
-	struct hmr_qp *qp = hmr_qp_get(hdev, pkt->qpn);
+	struct hmr_qp *qp;
+
+	if (pkt->qpn == HMR_MCAST_QPN && !(pkt->flags & HMR_PF_RESP)) {
+		atomic64_inc(&hdev->wire_cnt[hmr_mcast_rx(hdev, skb, pkt) ? HMR_WIRE_RCVD :
+					     HMR_WIRE_DROPPED]);
+		return;
+	}
+	qp = hmr_qp_get(hdev, pkt->qpn);
 
 	if (!qp || qp->transport != &hmr_wire_transport) {
 		atomic64_inc(&hdev->wire_cnt[HMR_WIRE_DROPPED]);

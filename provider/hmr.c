@@ -126,6 +126,7 @@ static void hmr_free_context(struct ibv_context *ibctx)
 static const struct verbs_context_ops hmr_ctx_ops = {
 	.advise_mr = ibv_cmd_advise_mr,
 	.alloc_pd = hmr_alloc_pd,
+	.attach_mcast = hmr_attach_mcast,
 	.create_ah = hmr_create_ah,
 	.create_cq = hmr_create_cq,
 	.create_cq_ex = hmr_create_cq_ex,
@@ -139,6 +140,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.destroy_cq = hmr_destroy_cq,
 	.destroy_qp = hmr_destroy_qp,
 	.destroy_srq = hmr_destroy_srq,
+	.detach_mcast = hmr_detach_mcast,
 	.free_context = hmr_free_context,
 	.get_srq_num = hmr_get_srq_num,
 	.modify_qp = hmr_modify_qp,

@@ -187,6 +187,8 @@ struct ibv_ah *hmr_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
 int hmr_destroy_ah(struct ibv_ah *ibah);
 void hmr_wqe_set_ud(struct hmr_send_wqe *wqe, struct ibv_ah *ibah, uint32_t remote_qpn,
 		    uint32_t remote_qkey);
+int hmr_attach_mcast(struct ibv_qp *qp, const union ibv_gid *gid, uint16_t lid);
+int hmr_detach_mcast(struct ibv_qp *qp, const union ibv_gid *gid, uint16_t lid);
 
 /* hmr_cq_ex.c */
 void hmr_cq_ex_init(struct hmr_cq *cq);

@@ -2,7 +2,8 @@
 /*
  * hmr provider: address handles and UD sends. The kernel validates an AH when it is created;
  * the provider keeps the address (struct hmr_ud_av) and copies it into every UD WQE, so a
- * send needs no lookup in the kernel (which still checks the source GID index).
+ * send needs no lookup in the kernel (which still checks the source GID index). Multicast
+ * attachments are the kernel's (a send to a group fans out there).
  */
 #include <config.h>
 
@@ -50,4 +51,14 @@ void hmr_wqe_set_ud(struct hmr_send_wqe *wqe, struct ibv_ah *ibah, uint32_t remo
 	wqe->ud = to_hah(ibah)->av;
 	wqe->ud.dest_qpn = remote_qpn;
 	wqe->ud.qkey = remote_qkey;
+}
+
+int hmr_attach_mcast(struct ibv_qp *qp, const union ibv_gid *gid, uint16_t lid)
+{
+	return ibv_cmd_attach_mcast(qp, gid, lid);
+}
+
+int hmr_detach_mcast(struct ibv_qp *qp, const union ibv_gid *gid, uint16_t lid)
+{
+	return ibv_cmd_detach_mcast(qp, gid, lid);
 }

@@ -23,8 +23,8 @@ SUITE = "/usr/share/doc/rdma-core/tests"
 REPORT = "/hmr-io/rdma-core-suite.txt"
 VENDOR = ("test_mlx5", "test_efa", "test_irdma", "test_cuda", "test_bnxt", "test_hns")
 # Modules not run, with the reason (printed in the report).
-NOT_RUN = {"test_rdmacm": "hmr0 has no connection manager (no MAD/CM on its port): every case "
-                          "waits for address/route resolution to time out (~2 min)"}
+NOT_RUN = {"test_rdmacm": "rdma_cm cannot resolve a route over lo (hmr0's and rxe0's netdev): "
+                          "test_hmr_cm.py runs it on an hmr device on a dummy netdev"}
 # test_odp cases that may skip, by name, and why: their ODP capability bits exist only in
 # kernels from 6.13 on (hmr advertises them on 7.2, where rdma-core 65 has these cases; 6.12's
 # uverbs cannot report them). Any other test_odp skip fails the test.

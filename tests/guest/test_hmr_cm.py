@@ -1,0 +1,326 @@
+"""rdma_cm on an hmr device (issue 13): QP1, and unmodified librdmacm applications.
+
+rdma_cm cannot route over lo, so the module's fixture puts an hmr device, hmrcm, on a dummy
+netdev with a documentation address (192.0.2.1); server and client both run in this guest and
+reach each other through hmrcm. A device on a netdev other than lo needs hmr's UDP sockets, and
+rdma_rxe (rxe0 on lo) holds UDP 4791 here: the fixture reloads hmr with wire_port=4792 for the
+module (as test_hmr_wire_port.py does) and puts the lab's hmr back afterwards. A server counts as
+started once `rdma resource show cm_id` lists a LISTEN ID of its process.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import types
+
+import pytest
+
+from test_hmr_apps import CALIBRATION
+from test_hmr_device import KO, ensure_hmr0, run
+from test_hmr_odp_paths import kernel_problems
+from test_rdma_core_suite import SUITE, run_module
+
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs in the lab guest"),
+    pytest.mark.usefixtures("hmrcm")]
+
+DEV, NETDEV, ADDR = "hmrcm", "hmrcm0", "192.0.2.1"
+GID = "0000:0000:0000:0000:0000:ffff:c000:0201"  # ::ffff:192.0.2.1
+SYSFS_PORT = f"/sys/class/infiniband/{DEV}/ports/1"
+ITERS = 200
+_port = [20000]
+
+
+def next_port():
+    """An rdma_cm port no earlier test of this module used."""
+    _port[0] += 1
+    return str(_port[0])
+
+
+def must(*cmd):
+    r = run(*cmd)
+    assert r.returncode == 0, f"{' '.join(cmd)}: {r.stdout}{r.stderr}"
+
+
+def reload_hmr(*params):
+    run("rdma", "link", "delete", "hmr0")
+    must("rmmod", "hmr")
+    must("insmod", KO, "check_pages=1", *params)
+    ensure_hmr0()
+
+
+def ipv4_gid_index():
+    """The index of hmrcm's RoCE v2 GID ::ffff:192.0.2.1, or None while there is none."""
+    for name in sorted(os.listdir(f"{SYSFS_PORT}/gids"), key=int):
+        try:
+            with open(f"{SYSFS_PORT}/gids/{name}") as f:
+                if f.read().strip() != GID:
+                    continue
+            with open(f"{SYSFS_PORT}/gid_attrs/types/{name}") as f:
+                if f.read().strip() == "RoCE v2":
+                    return int(name)
+        except OSError:  # an empty entry has no type
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def hmrcm():
+    """hmrcm on the dummy netdev hmrcm0 (192.0.2.1/24), PORT_ACTIVE with its IPv4 GID; rdma_ucm
+    loaded (/dev/infiniband/rdma_cm: no udev in the guest loads it). Yields the kernel log's
+    problem lines from before, and puts everything back."""
+    ensure_hmr0()
+    splats = set(kernel_problems())
+    had_ucm = os.path.isdir("/sys/module/rdma_ucm")
+    with open("/sys/module/hmr/parameters/wire_port") as f:
+        reload = os.path.isdir("/sys/module/rdma_rxe") and f.read().strip() == "4791"
+    run("rdma", "link", "delete", DEV)  # left over by an interrupted run
+    run("ip", "link", "delete", NETDEV)
+    try:
+        if reload:
+            reload_hmr("wire_port=4792")
+        must("modprobe", "-a", "rdma_ucm", "dummy")
+        assert os.path.exists("/dev/infiniband/rdma_cm")
+        must("ip", "link", "add", NETDEV, "type", "dummy")
+        must("ip", "addr", "add", f"{ADDR}/24", "dev", NETDEV)
+        must("ip", "link", "set", NETDEV, "up")
+        must("rdma", "link", "add", DEV, "type", "hmr", "netdev", NETDEV)
+        end = time.time() + 60
+        while True:
+            info = run("ibv_devinfo", "-d", DEV)
+            if "PORT_ACTIVE" in info.stdout and ipv4_gid_index() is not None:
+                break
+            assert time.time() < end, f"{DEV} not active with GID {GID}: {info.stdout}{info.stderr}"
+            time.sleep(0.5)
+        yield splats
+    finally:
+        r1 = run("rdma", "link", "delete", DEV)
+        r2 = run("ip", "link", "delete", NETDEV)
+        if not had_ucm:
+            run("modprobe", "-r", "rdma_ucm")
+        if reload:
+            reload_hmr()
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+
+
+def cm_ids():
+    return run("rdma", "resource", "show", "cm_id").stdout.splitlines()
+
+
+def has_cm_id(proc, state):
+    """Does `rdma resource show cm_id` list an ID of @proc in @state?"""
+    return any(f" state {state} " in line and f" pid {proc.pid} " in line for line in cm_ids())
+
+
+def wait_cm_id(proc, state, timeout=60):
+    end = time.time() + timeout
+    while proc.poll() is None and time.time() < end:
+        if has_cm_id(proc, state):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def run_client(cmd, timeout):
+    """(exit status, stdout and stderr); status None if it was killed after @timeout s."""
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           errors="replace", timeout=timeout)
+        return r.returncode, r.stdout
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout or ""
+        return None, f"{out}\n(killed after {timeout} s)"
+
+
+class Pair(types.SimpleNamespace):
+    def __str__(self):
+        return (f"--- server, exit {self.src}: {' '.join(self.server)}\n{self.sout}\n"
+                f"--- client, exit {self.crc}: {' '.join(self.client)}\n{self.cout}")
+
+
+def run_pair(server_cmd, client_cmd, timeout=120):
+    """Start @server_cmd, run @client_cmd once the server listens, give the server 60 s more
+    to end (none if the client hung), then kill it; both exit statuses (None: killed) and
+    outputs."""
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(server_cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            if wait_cm_id(server, "LISTEN"):
+                crc, cout = run_client(client_cmd, timeout)
+                try:
+                    server.wait(60 if crc is not None else 0)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                crc, cout = None, "not run: the server never listened\n" + "\n".join(cm_ids())
+        finally:
+            src = server.poll()
+            if src is None:
+                server.kill()
+            server.wait()
+        return Pair(server=server_cmd, client=client_cmd, src=src, sout=log_text(log), crc=crc,
+                    cout=cout)
+
+
+def log_text(log):
+    """What a process wrote so far into @log (pread: the writer's file offset stays put)."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def both_ok(p):
+    assert p.crc == 0 and p.src == 0, str(p)
+
+
+def test_qp1_is_a_gsi_qp_in_rts():
+    out = run("rdma", "resource", "show", "qp", "link", f"{DEV}/1").stdout
+    gsi = [line for line in out.splitlines() if re.search(r"\blqpn 1 .*\btype GSI\b", line)]
+    assert len(gsi) == 1 and " state RTS " in gsi[0], out
+
+
+def rping_data(i, size=64):
+    """What rping's client writes in its ping @i (0..57) and reads back: 'rdma-ping-i: ' and
+    letters from 'A' + i on, wrapping after 'z', @size bytes with the NUL."""
+    head, c, tail = f"rdma-ping-{i}: ", 65 + i, []
+    for _ in range(size - 1 - len(head)):
+        tail.append(chr(c))
+        c = c + 1 if c < 122 else 65
+    return head + "".join(tail)
+
+
+def test_rping_verified():
+    """Server bound to one address; 10 pings (RDMA READ and WRITE) with -V: every ping's data
+    came back, byte for byte."""
+    port = next_port()
+    p = run_pair(["rping", "-s", "-a", ADDR, "-p", port, "-C", "10", "-V"],
+                 ["rping", "-c", "-a", ADDR, "-p", port, "-C", "10", "-V", "-v"])
+    both_ok(p)
+    got = re.findall(r"^ping data: (.*)$", p.cout, re.M)
+    assert got == [rping_data(i) for i in range(10)], str(p)
+
+
+def test_ucmatose_four_connections():
+    """Four RC connections at once to a server listening on any address, SENDs both ways."""
+    port = next_port()
+    p = run_pair(["ucmatose", "-p", port, "-c", "4"],
+                 ["ucmatose", "-s", ADDR, "-p", port, "-c", "4"])
+    both_ok(p)
+    for out in (p.sout, p.cout):
+        assert "data transfers complete" in out and "return status 0" in out, str(p)
+
+
+def test_udaddy_ud_port_space():
+    """UD (RDMA_PS_UDP, SIDR REQ/REP) to a server on any address: two paths, datagrams both
+    ways (udaddy has no port option: 7174 of the UDP port space)."""
+    p = run_pair(["udaddy", "-c", "2"], ["udaddy", "-s", ADDR, "-c", "2"])
+    both_ok(p)
+    for out in (p.sout, p.cout):
+        assert "data transfers complete" in out and "return status 0" in out, str(p)
+
+
+def test_rdma_server_and_client():
+    port = next_port()
+    p = run_pair(["rdma_server", "-p", port], ["rdma_client", "-s", ADDR, "-p", port])
+    both_ok(p)
+    assert "rdma_server: end 0" in p.sout and "rdma_client: end 0" in p.cout, str(p)
+
+
+@pytest.mark.parametrize("odp", [False, True], ids=["mr", "odp"])
+@pytest.mark.parametrize("tool,size", [("ib_write_lat", 2), ("ib_send_bw", 65536)])
+def test_perftest_over_rdma_cm(tool, size, odp):
+    """perftest with -R (QPs connected by rdma_cm): the client reports the default size over
+    every iteration (a run perftest refuses for its clock calibration is repeated twice)."""
+    for _ in range(3):
+        args = [tool, "-R", "-d", DEV, "-n", str(ITERS), "-p", next_port()]
+        args += ["--odp"] if odp else []
+        p = run_pair(args, args + [ADDR])
+        if CALIBRATION not in p.cout + p.sout:
+            break
+    both_ok(p)
+    assert re.search(rf"^\s*{size}\s+{ITERS}\s+\d", p.cout, re.M), str(p)
+
+
+def test_connect_to_a_port_nobody_listens_on_is_rejected():
+    """The peer's CM answers a REQ for an unknown service ID with a REJ (reason 8, invalid
+    service ID): the client fails at once, not after retries or never."""
+    start = time.time()
+    rc, out = run_client(["rping", "-c", "-a", ADDR, "-p", next_port(), "-C", "1"], 60)
+    took = time.time() - start
+    assert rc not in (0, None) and "RDMA_CM_EVENT_REJECTED, error 8" in out, f"exit {rc}: {out}"
+    assert took < 30, f"rejected after {took:.0f} s: {out}"
+
+
+def test_client_killed_with_its_connection_open():
+    """A client process killed mid-ping (connection established, pings going, no
+    rdma_disconnect): the kernel disconnects it, the server ends by itself (60 s) and no ID of
+    either process remains."""
+    port = next_port()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(["stdbuf", "-oL", "rping", "-s", "-v", "-a", ADDR, "-p", port],
+                                  stdout=log, stderr=subprocess.STDOUT)
+        client = None
+        try:
+            assert wait_cm_id(server, "LISTEN"), "\n".join(cm_ids())
+            client = subprocess.Popen(["rping", "-c", "-a", ADDR, "-p", port],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            end = time.time() + 60
+            while "server ping data: rdma-ping-1: " not in log_text(log):
+                assert client.poll() is None and time.time() < end, log_text(log)
+                time.sleep(0.2)
+            client.kill()
+            client.wait()
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+            assert server.poll() is not None, f"server still running:\n{log_text(log)}"
+        finally:
+            for proc in (client, server):
+                if proc and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    pids = (f" pid {server.pid} ", f" pid {client.pid} ")
+    left = [line for line in cm_ids() if any(p in line for p in pids)]
+    assert not left, left
+
+
+@pytest.fixture(scope="module")
+def rdmacm_suite(hmrcm, tmp_path_factory):
+    """rdma-core's test_rdmacm against hmrcm, run as test_rdma_core_suite.py runs its modules
+    (run_tests.py --dev hmrcm --gid 1 -v test_rdmacm): the cases take their address from the
+    device's netdev (rdma link show -j → hmrcm0 → the first address of `ip -j addr show`,
+    192.0.2.1) and use it as source and destination; the GID index only has to exist."""
+    top = str(tmp_path_factory.mktemp("rdma-core") / "tests")
+    shutil.copytree(SUITE, top)
+    subprocess.run(f"gunzip -f {top}/*.gz", shell=True, check=True)
+    return run_module(top, "test_rdmacm", DEV)
+
+
+def test_rdmacm_suite_passes(rdmacm_suite):
+    r = rdmacm_suite
+    ok = {t[0] for t in r["tests"] if t[1] == "ok"}
+    bad = [t for t in r["tests"] if t[1] not in ("ok", "skipped")]
+    # multicast needs device multicast (max_mcast_grp); everything else must run and pass
+    unicast = {t[0] for t in r["tests"] if "multicast" not in t[0]}
+    assert r["rc"] == 0 and r["ran"] and not bad, r["out"][-6000:]
+    assert len(unicast) >= 7 and unicast <= ok, r["out"][-6000:]
+
+
+def test_rdmacm_suite_skips_nothing(rdmacm_suite):
+    """Issue 13: rdma-core's CM tests with no capability skips (the multicast cases too)."""
+    skipped = {t[0]: t[2] for t in rdmacm_suite["tests"] if t[1] == "skipped"}
+    assert not skipped, skipped
+
+
+def test_zz_no_cm_id_left_and_kernel_log_clean(hmrcm):
+    end = time.time() + 30
+    while True:
+        left = [line for line in cm_ids() if line.startswith(f"link {DEV}/")]
+        if not left or time.time() > end:
+            break
+        time.sleep(0.5)
+    assert not left, left
+    new = [line for line in kernel_problems() if line not in hmrcm]
+    assert not new, "\n".join(new)
