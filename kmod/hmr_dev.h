@@ -48,7 +48,7 @@
 #define HMR_MAX_TOTAL_MCAST_QP_ATTACH	1024
 #define HMR_MCAST_QPN		0xffffff	/* a UD send's destination QP for a group */
 
-/* Wire counters of a device (hmr_stats.c names them, as rxe's). */
+/* Transport counters of a device (hmr_stats.c names them, the wire's as rxe's). */
 enum {
 	HMR_WIRE_SENT,			/* packets sent */
 	HMR_WIRE_RCVD,			/* packets received for a QP of the device */
@@ -60,6 +60,9 @@ enum {
 	HMR_WIRE_DUP,			/* duplicate requests answered */
 	HMR_WIRE_NAK_SENT,		/* NAKs sent: invalid request, remote access or operation */
 	HMR_WIRE_DROPPED,		/* received packets dropped: no QP, wrong state or address */
+	HMR_MAD_SENT,			/* QP1: MADs sent (any transport) */
+	HMR_MAD_RCVD,			/* QP1: MADs received into a posted buffer */
+	HMR_MAD_DROPPED,		/* QP1: MADs dropped: wrong Q_Key, no receive posted */
 	HMR_WIRE_NUM
 };
 

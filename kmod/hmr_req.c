@@ -236,8 +236,11 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 	ret = qp->transport->execute(&req);
 	if (!sgl.inline_data)
 		hmr_sgl_put(&sgl);
-	if (req.ud)
+	if (req.ud) {
 		ret = hmr_ud_sent(ret);
+		if (ret == IB_WC_SUCCESS)
+			hmr_ud_count_mad(qp, HMR_MAD_SENT);
+	}
 	*rnr_timer = req.rnr_timer;
 	return ret;
 }

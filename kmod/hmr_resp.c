@@ -162,8 +162,10 @@ void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 		cqe.wc_flags = IB_WC_WITH_IMM;
 		cqe.imm_data = (__force u32)req->imm;
 	}
-	if (hmr_qp_is_ud(qp) && status == IB_WC_SUCCESS)
+	if (hmr_qp_is_ud(qp) && status == IB_WC_SUCCESS) {
 		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
+		hmr_ud_count_mad(qp, HMR_MAD_RCVD);
+	}
 	/* An XRC SRQ completes to its own CQ. */
 	cq = qp->ibqp.qp_type == IB_QPT_XRC_TGT ? req->srq->ibsrq.ext.cq : qp->ibqp.recv_cq;
 	hmr_cq_post(to_hcq(cq), &cqe, req->solicited);

@@ -62,6 +62,9 @@ static struct rdma_stat_desc hmr_port_descs[HMR_PORT_CNT_NUM] = {
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_DUP] = { .name = "duplicate_request" },
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_NAK_SENT] = { .name = "sent_naks" },
 	[HMR_PORT_CNT_WIRE + HMR_WIRE_DROPPED] = { .name = "rcvd_pkts_dropped" },
+	[HMR_PORT_CNT_WIRE + HMR_MAD_SENT] = { .name = "mad_sent" },
+	[HMR_PORT_CNT_WIRE + HMR_MAD_RCVD] = { .name = "mad_rcvd" },
+	[HMR_PORT_CNT_WIRE + HMR_MAD_DROPPED] = { .name = "mad_dropped" },
 	[HMR_PORT_CNT_ICRC] = { .name = "rcvd_icrc_err" },
 	[HMR_PORT_CNT_RX_DROP] = { .name = "rcvd_pkts_refused" },
 };

@@ -15,6 +15,7 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <rdma/ib_cache.h>
+#include <rdma/ib_mad.h>
 #include <rdma/ib_user_verbs.h>
 
 #include "hmr_dev.h"
@@ -70,6 +71,26 @@ int hmr_ud_sent(int status)
 	}
 }
 
+/* Count a MAD (HMR_MAD_*) if @qp is QP1. */
+void hmr_ud_count_mad(struct hmr_qp *qp, int counter)
+{
+	if (qp->ibqp.qp_type == IB_QPT_GSI)
+		atomic64_inc(&to_hdev(qp->ibqp.device)->wire_cnt[counter]);
+}
+
+/*
+ * May a UD message of @len bytes with Q_Key @qkey enter @qp? QP1 takes MADs only (256 bytes at
+ * most): a longer one would fail its receive and put QP1, the port's only way to the
+ * connection manager, in ERROR; no peer may do that. A refusal counts as a dropped MAD.
+ */
+bool hmr_ud_accepts(struct hmr_qp *qp, u32 qkey, u64 len)
+{
+	if (qkey == qp->attr.qkey && (qp->ibqp.qp_type != IB_QPT_GSI || len <= IB_MGMT_MAD_SIZE))
+		return true;
+	hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
+	return false;
+}
+
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)
 {
 	memset(grh, 0, HMR_GRH_SIZE);
@@ -103,8 +124,12 @@ int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
 	struct hmr_recv_wqe wqe;
 	u8 grh[HMR_GRH_SIZE];
 
-	if (qkey != qp->attr.qkey || hmr_resp_take_recv(qp, req, &wqe))
+	if (!hmr_ud_accepts(qp, qkey, req->local->len))
+		return HMR_RESP_LOST;
+	if (hmr_resp_take_recv(qp, req, &wqe)) {
+		hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
 		return HMR_RESP_LOST;	/* dropped (or the RQ is corrupt: QP fatal) */
+	}
 	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
 	/* A receiver-side failure is the receiver's: the sender cannot tell (dropped). */
 	return hmr_resp_deliver(qp, req, &wqe, grh, HMR_GRH_SIZE, HMR_RESP_LOST, HMR_RESP_LOST);

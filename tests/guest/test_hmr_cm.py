@@ -66,6 +66,18 @@ def ipv4_gid_index():
     return None
 
 
+def add_hmrcm():
+    """The device on the netdev, once PORT_ACTIVE with its IPv4 GID."""
+    must("rdma", "link", "add", DEV, "type", "hmr", "netdev", NETDEV)
+    end = time.time() + 60
+    while True:
+        info = run("ibv_devinfo", "-d", DEV)
+        if "PORT_ACTIVE" in info.stdout and ipv4_gid_index() is not None:
+            return
+        assert time.time() < end, f"{DEV} not active with GID {GID}: {info.stdout}{info.stderr}"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def hmrcm():
     """hmrcm on the dummy netdev hmrcm0 (192.0.2.1/24), PORT_ACTIVE with its IPv4 GID; rdma_ucm
@@ -86,14 +98,7 @@ def hmrcm():
         must("ip", "link", "add", NETDEV, "type", "dummy")
         must("ip", "addr", "add", f"{ADDR}/24", "dev", NETDEV)
         must("ip", "link", "set", NETDEV, "up")
-        must("rdma", "link", "add", DEV, "type", "hmr", "netdev", NETDEV)
-        end = time.time() + 60
-        while True:
-            info = run("ibv_devinfo", "-d", DEV)
-            if "PORT_ACTIVE" in info.stdout and ipv4_gid_index() is not None:
-                break
-            assert time.time() < end, f"{DEV} not active with GID {GID}: {info.stdout}{info.stderr}"
-            time.sleep(0.5)
+        add_hmrcm()
         yield splats
     finally:
         r1 = run("rdma", "link", "delete", DEV)
@@ -286,6 +291,119 @@ def test_client_killed_with_its_connection_open():
     assert not left, left
 
 
+def mad_counters():
+    out = run("rdma", "statistic", "show", "link", f"{DEV}/1").stdout
+    return {k: int(v) for k, v in re.findall(r"\b(mad_\w+) (\d+)", out)}
+
+
+def rping_once():
+    port = next_port()
+    return run_pair(["rping", "-s", "-a", ADDR, "-p", port, "-C", "1"],
+                    ["rping", "-c", "-a", ADDR, "-p", port, "-C", "1", "-V"])
+
+
+def test_mad_counters_count_a_connection():
+    """A connection and its teardown are REQ, REP, RTU, DREQ, DREP: each sent by one side of
+    hmrcm's QP1 and received by the other."""
+    before = mad_counters()
+    both_ok(rping_once())
+    after = mad_counters()
+    assert set(after) == {"mad_sent", "mad_rcvd", "mad_dropped"}, after
+    assert after["mad_sent"] - before["mad_sent"] >= 5, (before, after)
+    assert after["mad_rcvd"] - before["mad_rcvd"] >= 5, (before, after)
+    assert after["mad_dropped"] == before["mad_dropped"], (before, after)
+
+
+QP1_QKEY = 0x80010000
+
+
+def test_hostile_datagrams_to_qp1():
+    """A local process with CAP_NET_RAW sends datagrams to QP1: one longer than a MAD (its
+    receive would fail and put QP1 in ERROR) and one with a wrong Q_Key are dropped and
+    counted; a 256-byte MAD of garbage is received (the MAD layer discards it). QP1 stays in
+    RTS and the CM still connects."""
+    from pyverbs.addr import AH, AHAttr, GlobalRoute
+    from pyverbs.device import Context
+    from pyverbs.pd import PD
+    from pyverbs.wr import SGE, SendWR
+    from test_hmr_data import poll
+    from test_hmr_ud import UdSide
+    from test_hmr_util import e
+
+    idx = ipv4_gid_index()
+    with Context(name=DEV) as ctx:
+        pd = PD(ctx)
+        side = UdSide(ctx, pd, qkey=QP1_QKEY)
+        ah = AH(pd, attr=AHAttr(gr=GlobalRoute(dgid=ctx.query_gid(1, idx), sgid_index=idx),
+                                is_global=1, port_num=1))
+
+        def send(length, qkey):
+            wr = SendWR(opcode=e.IBV_WR_SEND, num_sge=1, send_flags=e.IBV_SEND_SIGNALED,
+                        sg=[SGE(side.mr.buf, length, side.mr.lkey)])
+            wr.set_wr_ud(ah, 1, qkey)
+            side.qp.post_send(wr)
+            (wc,) = poll(side.cq)
+            assert wc.status == e.IBV_WC_SUCCESS, wc
+
+        side.mr.write(b"\xff" * 1024, 1024)
+        before = mad_counters()
+        send(1024, QP1_QKEY)
+        send(256, 0x11111111)
+        time.sleep(0.5)
+        mid = mad_counters()
+        assert mid["mad_dropped"] - before["mad_dropped"] == 2, (before, mid)
+        assert mid["mad_rcvd"] == before["mad_rcvd"], (before, mid)
+        send(256, QP1_QKEY)
+        time.sleep(0.5)
+        after = mad_counters()
+        assert after["mad_rcvd"] - mid["mad_rcvd"] == 1, (mid, after)
+    test_qp1_is_a_gsi_qp_in_rts()
+    both_ok(rping_once())
+
+
+LISTENER = """
+import sys, time
+import pyverbs.cm_enums as ce
+from pyverbs.cmid import AddrInfo, CMID
+from pyverbs.qp import QPCap, QPInitAttr
+info = AddrInfo(src=sys.argv[1], src_service=sys.argv[2], port_space=ce.RDMA_PS_TCP,
+                flags=ce.RAI_PASSIVE)
+cmid = CMID(creator=info, qp_init_attr=QPInitAttr(cap=QPCap(max_recv_wr=1)))
+cmid.listen()
+conn = cmid.get_request()
+print("request", flush=True)
+time.sleep(600)
+"""
+
+
+def test_listener_killed_mid_handshake():
+    """The server process takes the connection request and is killed before it accepts: the
+    kernel rejects the connection for it, and the client fails at once instead of hanging."""
+    port = next_port()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(["python3", "-c", LISTENER, ADDR, port], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        client = None
+        try:
+            assert wait_cm_id(server, "LISTEN"), log_text(log)
+            client = subprocess.Popen(["rping", "-c", "-a", ADDR, "-p", port, "-C", "1"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            end = time.time() + 60
+            while "request" not in log_text(log):
+                assert server.poll() is None and time.time() < end, log_text(log)
+                time.sleep(0.2)
+            server.kill()
+            server.wait()
+            out, _ = client.communicate(timeout=60)
+        finally:
+            for proc in (client, server):
+                if proc and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert client.returncode != 0 and "RDMA_CM_EVENT_REJECTED" in out, out
+    assert not [line for line in cm_ids() if f" pid {server.pid} " in line]
+
+
 @pytest.fixture(scope="module")
 def rdmacm_suite(hmrcm, tmp_path_factory):
     """rdma-core's test_rdmacm against hmrcm, run as test_rdma_core_suite.py runs its modules
@@ -312,6 +430,36 @@ def test_rdmacm_suite_skips_nothing(rdmacm_suite):
     """Issue 13: rdma-core's CM tests with no capability skips (the multicast cases too)."""
     skipped = {t[0]: t[2] for t in rdmacm_suite["tests"] if t[1] == "skipped"}
     assert not skipped, skipped
+
+
+def test_zy_module_unload_with_a_listening_id():
+    """rmmod while a process listens on hmrcm: the core tells the ID's owner the device is
+    going (RDMA_CM_EVENT_DEVICE_REMOVAL) and closes the ID; the unload completes, rping ends,
+    nothing of it remains. The devices come back for the tests after this one."""
+    port = next_port()
+    with open("/sys/module/hmr/parameters/wire_port") as f:
+        wire_port = f.read().strip()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(["rping", "-s", "-a", ADDR, "-p", port], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            assert wait_cm_id(server, "LISTEN"), log_text(log)
+            r = run("rmmod", "hmr", timeout=120)
+            unloaded = not os.path.isdir("/sys/module/hmr")
+            server.wait(60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            out = log_text(log)
+    if unloaded:
+        must("insmod", KO, "check_pages=1", f"wire_port={wire_port}")
+        ensure_hmr0()
+        add_hmrcm()
+    assert r.returncode == 0 and unloaded, r.stderr
+    assert server.returncode != 0 and "device removal" in out, out
+    assert not [line for line in cm_ids() if f" pid {server.pid} " in line]
+    both_ok(rping_once())
 
 
 def test_zz_no_cm_id_left_and_kernel_log_clean(hmrcm):
