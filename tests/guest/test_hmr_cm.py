@@ -363,11 +363,11 @@ def test_hostile_datagrams_to_qp1():
 
 LISTENER = """
 import sys, time
-import pyverbs.cm_enums as ce
 from pyverbs.cmid import AddrInfo, CMID
 from pyverbs.qp import QPCap, QPInitAttr
-info = AddrInfo(src=sys.argv[1], src_service=sys.argv[2], port_space=ce.RDMA_PS_TCP,
-                flags=ce.RAI_PASSIVE)
+RDMA_PS_TCP, RAI_PASSIVE = 0x0106, 1  # rdma/rdma_cma.h (pyverbs moved its enums in 60)
+info = AddrInfo(src=sys.argv[1], src_service=sys.argv[2], port_space=RDMA_PS_TCP,
+                flags=RAI_PASSIVE)
 cmid = CMID(creator=info, qp_init_attr=QPInitAttr(cap=QPCap(max_recv_wr=1)))
 cmid.listen()
 conn = cmid.get_request()
