@@ -186,16 +186,21 @@ static bool hmr_mcast_own(struct hmr_dev *hdev, const union ib_gid *sgid)
 
 /*
  * A packet for QP 0xFFFFFF arrived at @hdev: a copy to each member of the group it was sent
- * to. Returns the number of members reached; consumes @skb.
+ * to. Returns the number of members reached, or -EALREADY for the device's own packet (looped
+ * back by IP: not a packet received); consumes @skb.
  */
-u32 hmr_mcast_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
+int hmr_mcast_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
 {
 	struct hmr_qp *qps[HMR_MAX_MCAST_QP_ATTACH];
 	union ib_gid dgid, sgid;
 	u32 i, n = 0;
 
 	hmr_mcast_addrs(skb, &dgid, &sgid);
-	if (hmr_gid_is_mcast(dgid.raw) && !hmr_mcast_own(hdev, &sgid))
+	if (hmr_mcast_own(hdev, &sgid)) {
+		kfree_skb(skb);
+		return -EALREADY;
+	}
+	if (hmr_gid_is_mcast(dgid.raw))
 		n = hmr_mcast_members(hdev, dgid.raw, qps);
 	for (i = 0; i < n; i++) {
 		hmr_wire_resp_rx(qps[i], skb_get(skb), pkt);	/* consumes its reference */

@@ -210,6 +210,18 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	struct hmr_qp *qp = to_hqp(ibqp);
 
 	hmr_mcast_qp_destroy(qp);	/* no sender finds it in a group any more */
+	if (hmr_qp_is_ud(qp)) {
+		/*
+		 * Datagrams posted before the destroy still leave, as from a device that sends
+		 * faster than the poster can destroy (mckey's sender destroys at once): a UD send
+		 * waits for no peer, so this ends quickly. Here rather than in the work item
+		 * the doorbells queued, which may not have run yet (it would find them pending).
+		 */
+		cancel_delayed_work_sync(&qp->retry_work);
+		mutex_lock(&qp->lock);
+		hmr_req_process(qp);
+		mutex_unlock(&qp->lock);
+	}
 	hmr_wire_qp_stop(qp);	/* a requester waiting for the network lets go of qp->lock */
 	mutex_lock(&qp->lock);
 	qp->destroying = true;

@@ -87,7 +87,7 @@ void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32
 struct hmr_pkt;
 bool hmr_mcast_dest(const struct hmr_ud_av *av);
 void hmr_mcast_send_local(struct hmr_request *req);
-u32 hmr_mcast_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt);
+int hmr_mcast_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt);
 
 /* hmr_req.c */
 int hmr_sgl_copy(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len, bool *dst_failed);

@@ -574,10 +574,12 @@ const struct hmr_transport_ops hmr_wire_transport = {
 void hmr_wire_rx(struct hmr_dev *hdev, struct sk_buff *skb, struct hmr_pkt *pkt)
 {
 	struct hmr_qp *qp;
+	int n;
 
 	if (pkt->qpn == HMR_MCAST_QPN && !(pkt->flags & HMR_PF_RESP)) {
-		atomic64_inc(&hdev->wire_cnt[hmr_mcast_rx(hdev, skb, pkt) ? HMR_WIRE_RCVD :
-					     HMR_WIRE_DROPPED]);
+		n = hmr_mcast_rx(hdev, skb, pkt);
+		if (n >= 0)
+			atomic64_inc(&hdev->wire_cnt[n ? HMR_WIRE_RCVD : HMR_WIRE_DROPPED]);
 		return;
 	}
 	qp = hmr_qp_get(hdev, pkt->qpn);

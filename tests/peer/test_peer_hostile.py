@@ -2,7 +2,9 @@
 the peer guest (tests/peer/hostile_send.py). Each is dropped or NAKed and counted, memory the
 packet names is left alone, nothing splats (run-guest checks both kernel logs), and the QP still
 works afterwards: a well-formed WRITE from the same raw socket lands byte for byte (which also
-proves the sender's ICRC is the receiver's).
+proves the sender's ICRC is the receiver's). MADs to QP1 too: one longer than a MAD and one with a
+wrong Q_Key are dropped and counted, a garbage one is received (the MAD layer discards it), and
+QP1 stays in RTS.
 
 The target is an RC QP of this guest in RTR whose destination is the peer's GID (QP 0x77): hmr0
 accepts RC packets only from its QP's destination address.
@@ -86,6 +88,14 @@ def write_only(t, psn, va, payload, length=None, rkey=None, qpn=None):
     return body + payload + b"\0" * (-len(payload) & 3)
 
 
+SEND_ONLY_UD, QP1_QKEY = 0x64, 0x80010000
+
+
+def mad(qkey, payload):
+    """A UD SEND to QP1 (BTH, DETH from QP 1): what the CM's MADs look like on the wire."""
+    return (bth(SEND_ONLY_UD, 1, 0) + struct.pack("!II", qkey, 1) + payload).hex()
+
+
 def counters():
     out = run("self", ["rdma", "statistic", "show", "link", "hmr0/1"]).stdout.split()
     return {out[i]: int(out[i + 1]) for i in range(len(out) - 1) if out[i + 1].isdigit()}
@@ -139,6 +149,10 @@ HOSTILE = {
                                           rkey=t.mr.rkey ^ 0x100).hex()], "sent_naks"),
     "WRITE middle without a first": (lambda t: [(bth(WRITE_MIDDLE, t.qp.qp_num, RQ_PSN)
                                                  + b"\x88" * 16).hex()], "sent_naks"),
+    # QP1: a datagram longer than a MAD would fail its receive and put QP1 in ERROR
+    "MAD longer than 256 bytes": (lambda t: [mad(QP1_QKEY, b"\x99" * 512)], "mad_dropped"),
+    "MAD with a wrong Q_Key": (lambda t: [mad(0x12345678, b"\x99" * 256)], "mad_dropped"),
+    "garbage MAD": (lambda t: [mad(QP1_QKEY, b"\xff" * 256)], "mad_rcvd"),
 }
 
 
@@ -164,6 +178,12 @@ def test_responses_nobody_waits_for_are_bounded(target):
     got = after["rcvd_pkts"] - before["rcvd_pkts"]
     assert got > 1100, f"only {got} of 1200 ACKs arrived"
     assert after["rcvd_pkts_dropped"] - before["rcvd_pkts_dropped"] >= got - 1024
+
+
+def test_qp1_still_in_rts_after_the_hostile_mads():
+    out = run("self", ["rdma", "resource", "show", "qp", "link", "hmr0/1"]).stdout
+    assert any(" lqpn 1 " in line and "type GSI" in line and "state RTS" in line
+               for line in out.splitlines()), out
 
 
 def test_qp_still_works_after_the_hostile_packets(target):
