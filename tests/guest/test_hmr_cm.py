@@ -266,6 +266,33 @@ def test_perftest_over_rdma_cm(tool, size, odp):
     assert re.search(rf"^\s*{size}\s+{ITERS}\s+\d", p.cout, re.M), str(p)
 
 
+def test_libfabric_verbs_msg_pingpong():
+    """libfabric's verbs provider (FI_EP_MSG endpoints are rdma_cm connections): fi_pingpong
+    runs its message sizes up to 1 MiB, 50 round trips each (the server binds hmrcm's address:
+    without it libfabric would pick the first verbs domain, rxe0 or hmr0 on lo)."""
+    server = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-s", ADDR, "-I", "50"]
+    client = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-I", "50", ADDR]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(server, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # fabtests meet over TCP first (port 47592), then connect the endpoints by rdma_cm
+            end = time.time() + 60
+            while ":47592 " not in run("ss", "-tlnH").stdout:
+                assert proc.poll() is None and time.time() < end, log_text(log)
+                time.sleep(0.2)
+            crc, cout = run_client(client, 120)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        p = Pair(server=server, client=client, src=proc.returncode, sout=log_text(log), crc=crc,
+                 cout=cout)
+    both_ok(p)
+    for out in (p.sout, p.cout):
+        assert re.search(r"^1m\s+50\s+=50\s", out, re.M), str(p)
+
+
 def test_connect_to_a_port_nobody_listens_on_is_rejected():
     """The peer's CM answers a REQ for an unknown service ID with a REJ (reason 8, invalid
     service ID): the client fails at once, not after retries or never."""
