@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * RC, UD, GSI and XRC queue pairs (UD delivery: hmr_ud.c; SRQs: hmr_srq.c; the kernel's side
+ * RC, UC, UD, GSI and XRC queue pairs (UD delivery: hmr_ud.c; SRQs: hmr_srq.c; the kernel's side
  * of a kernel QP's rings: hmr_kverbs.c): creation with their SQ/RQ rings, the state machine
  * (modify/query), and flushing outstanding work requests when a QP enters the error state
  * and, since post_recv makes no system call, periodically while it stays there. An XRC send QP (XRC_INI) has an SQ only; an XRC receive QP (XRC_TGT) has no
@@ -32,6 +32,7 @@ static bool hmr_qp_type_ok(enum ib_qp_type type, bool user)
 {
 	switch (type) {
 	case IB_QPT_RC:
+	case IB_QPT_UC:
 	case IB_QPT_UD:
 		return true;
 	case IB_QPT_XRC_INI:
@@ -50,7 +51,8 @@ static int hmr_qp_chk_init(struct ib_qp_init_attr *init, struct ib_udata *udata)
 
 	if (!hmr_qp_type_ok(init->qp_type, udata) || init->create_flags)
 		return -EOPNOTSUPP;
-	if (init->srq && init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UD)
+	if (init->srq && init->qp_type != IB_QPT_RC && init->qp_type != IB_QPT_UC &&
+	    init->qp_type != IB_QPT_UD)
 		return -EINVAL;
 	if (cap->max_send_wr > HMR_MAX_QP_WR || cap->max_recv_wr > HMR_MAX_QP_WR ||
 	    cap->max_send_sge > HMR_MAX_SGE || cap->max_recv_sge > HMR_MAX_SGE ||
@@ -66,8 +68,8 @@ static bool hmr_qp_has_sq(struct ib_qp_init_attr *init)
 
 static bool hmr_qp_has_rq(struct ib_qp_init_attr *init)
 {
-	return !init->srq && (init->qp_type == IB_QPT_RC || init->qp_type == IB_QPT_UD ||
-			      init->qp_type == IB_QPT_GSI);
+	return !init->srq && (init->qp_type == IB_QPT_RC || init->qp_type == IB_QPT_UC ||
+			      init->qp_type == IB_QPT_UD || init->qp_type == IB_QPT_GSI);
 }
 
 /* Report what the QP really has: at least what was asked, nothing for a queue it lacks. */

@@ -161,6 +161,9 @@ static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct h
 	bool inl = wqe->send_flags & IB_SEND_INLINE;
 	int access = 0;
 
+	/* UC: SENDs and WRITEs (with immediate) only: nothing comes back. */
+	if (qp->ibqp.qp_type == IB_QPT_UC && !hmr_wqe_may_inline(wqe->opcode))
+		return IB_WC_LOC_QP_OP_ERR;
 	switch (wqe->opcode) {
 	case IB_UVERBS_WR_RDMA_READ:
 	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
@@ -240,6 +243,8 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 		ret = hmr_ud_sent(ret);
 		if (ret == IB_WC_SUCCESS)
 			hmr_ud_count_mad(qp, HMR_MAD_SENT);
+	} else if (qp->ibqp.qp_type == IB_QPT_UC) {
+		ret = hmr_ud_sent(ret);	/* unreliable too: a lost message is simply lost */
 	}
 	*rnr_timer = req.rnr_timer;
 	return ret;

@@ -413,6 +413,8 @@ static int hmr_resp_find_srq(struct hmr_qp *qp, struct hmr_request *req)
 	req->srq = NULL;
 	if (xrc != (req->src->ibqp.qp_type == IB_QPT_XRC_INI))
 		return HMR_RESP_LOST;	/* XRC and non-XRC QPs are never connected */
+	if ((qp->ibqp.qp_type == IB_QPT_UC) != (req->src->ibqp.qp_type == IB_QPT_UC))
+		return HMR_RESP_LOST;	/* nor are UC and RC QPs */
 	if (!xrc) {
 		if (qp->ibqp.srq)
 			req->srq = to_hsrq(qp->ibqp.srq);

@@ -58,7 +58,7 @@ int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_
 	return IB_WC_SUCCESS;
 }
 
-/* The sender's status of a UD send: only its own (local) errors count. */
+/* The sender's status of a UD (or UC) send: only its own (local) errors count. */
 int hmr_ud_sent(int status)
 {
 	switch (status) {

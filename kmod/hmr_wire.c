@@ -534,7 +534,7 @@ static int hmr_wire_execute(struct hmr_request *req)
 	if (req->ud)
 		return hmr_wire_ud(qp, req);
 	if (qp->ibqp.qp_type != IB_QPT_RC)
-		return IB_WC_LOC_QP_OP_ERR;	/* XRC goes no further than this kernel */
+		return IB_WC_LOC_QP_OP_ERR;	/* XRC and UC go no further than this kernel */
 	switch (req->opcode) {
 	case IB_UVERBS_WR_SEND:
 	case IB_UVERBS_WR_SEND_WITH_IMM:

@@ -53,6 +53,9 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
 			 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE | \
 			 IBV_QP_EX_WITH_FLUSH)
+/* UC: SENDs and WRITEs, with or without immediate data (nothing comes back). */
+#define HMR_UC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
+			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM)
 /* XRC: what RC has but RDMA FLUSH and ATOMIC WRITE. */
 #define HMR_XRC_SEND_OPS (HMR_RC_SEND_OPS & ~(IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH))
 
@@ -65,6 +68,8 @@ static uint64_t hmr_qp_send_ops(enum ibv_qp_type type)
 		return HMR_UD_SEND_OPS;
 	case IBV_QPT_XRC_SEND:
 		return HMR_XRC_SEND_OPS;
+	case IBV_QPT_UC:
+		return HMR_UC_SEND_OPS;
 	default:
 		return 0;
 	}

@@ -37,7 +37,9 @@ class Side:
 
 
 def connect(ctx, qp, dest_qpn, rnr_retry=7, min_rnr_timer=1, access=ALL, dest_rd_atomic=4,
-            rd_atomic=4):
+            rd_atomic=4, uc=False):
+    """RESET to RTS against @dest_qpn on this device. @uc: a UC QP, which takes no timeouts,
+    retries or RDMA read depths (nothing is acknowledged)."""
     a = QPAttr(qp_state=e.IBV_QPS_INIT)
     a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, access
     qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT | e.IBV_QP_ACCESS_FLAGS)
@@ -46,8 +48,13 @@ def connect(ctx, qp, dest_qpn, rnr_retry=7, min_rnr_timer=1, access=ALL, dest_rd
                        port_num=1)
     a.path_mtu, a.dest_qp_num, a.rq_psn = e.IBV_MTU_1024, dest_qpn, 0
     a.max_dest_rd_atomic, a.min_rnr_timer = dest_rd_atomic, min_rnr_timer
-    qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_AV | e.IBV_QP_PATH_MTU | e.IBV_QP_DEST_QPN |
-              e.IBV_QP_RQ_PSN | e.IBV_QP_MAX_DEST_RD_ATOMIC | e.IBV_QP_MIN_RNR_TIMER)
+    mask = e.IBV_QP_STATE | e.IBV_QP_AV | e.IBV_QP_PATH_MTU | e.IBV_QP_DEST_QPN | e.IBV_QP_RQ_PSN
+    qp.modify(a, mask if uc else mask | e.IBV_QP_MAX_DEST_RD_ATOMIC | e.IBV_QP_MIN_RNR_TIMER)
+    if uc:
+        a = QPAttr(qp_state=e.IBV_QPS_RTS)
+        a.sq_psn = 0
+        qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_SQ_PSN)
+        return
     a = QPAttr(qp_state=e.IBV_QPS_RTS)
     a.timeout, a.retry_cnt, a.rnr_retry, a.sq_psn = 14, 7, rnr_retry, 0
     a.max_rd_atomic = rd_atomic

@@ -111,8 +111,8 @@ def test_create_reports_caps_and_unique_qpns(res):
     assert state(qps[0]) == e.IBV_QPS_RESET
 
 
-@pytest.mark.parametrize("qp_type", [e.IBV_QPT_UC, e.IBV_QPT_RAW_PACKET])
-def test_only_rc_ud_and_xrc_are_supported(res, qp_type):
+@pytest.mark.parametrize("qp_type", [e.IBV_QPT_RAW_PACKET])
+def test_only_rc_uc_ud_and_xrc_are_supported(res, qp_type):
     expect_errno(errno.EOPNOTSUPP, res.qp, 16, 16, 1, 0, qp_type)
 
 

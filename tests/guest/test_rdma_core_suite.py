@@ -202,8 +202,7 @@ HARDWARE = ("Device memory", "renderD128", "Raw Packet", "dma-buf", "DmaBuf", "f
             "Tag matching", "tag matching")
 GAPS = {"MW": "memory windows", "memory window": "memory windows",
         "access flags 18": "memory windows (IBV_ACCESS_MW_BIND on an MR)",
-        "MWTest": "memory windows (rdma-core 65's test_mw_ex_type1 says only EOPNOTSUPP)",
-        "UC QP": "UC QPs"}
+        "MWTest": "memory windows (rdma-core 65's test_mw_ex_type1 says only EOPNOTSUPP)"}
 
 
 def skips(res):
