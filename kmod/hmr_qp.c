@@ -268,11 +268,12 @@ static u32 hmr_qp_flush_ring(struct hmr_qp *qp, struct hmr_ring *ring, u32 *cons
 	n = prod - *cons;
 	if (!hmr_ring_span_ok(ring, prod, *cons))
 		return 0;
-	for (; *cons != prod; ++*cons) {
+	while (*cons != prod) {
 		cqe.wr_id = READ_ONCE(*(__u64 *)hmr_ring_slot(ring, *cons));
+		/* The slot is free before its completion is seen (as in hmr_req_run()). */
+		hmr_ring_publish_cons(ring, ++*cons);
 		hmr_cq_post(to_hcq(ibcq), &cqe, false);
 	}
-	hmr_ring_publish_cons(ring, *cons);
 	return n;
 }
 

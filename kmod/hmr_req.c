@@ -379,8 +379,9 @@ static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 		}
 		qp->rnr_left = qp->attr.rnr_retry;
 		qp->retry_left = qp->attr.retry_cnt;
-		hmr_req_complete(qp, &wqe, ret);
+		/* The slot is free before the completion says so: the poster may reuse it at once. */
 		hmr_ring_publish_cons(&qp->sq, ++qp->sq_cons);
+		hmr_req_complete(qp, &wqe, ret);
 		if (ret != IB_WC_SUCCESS) {
 			hmr_qp_set_error(qp);
 			return;

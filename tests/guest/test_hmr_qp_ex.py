@@ -261,7 +261,8 @@ def test_unsupported_send_ops_are_refused(ops):
 
 @pytest.mark.parametrize("qp_type,ops", [
     (e.IBV_QPT_UD, e.IBV_QP_EX_WITH_RDMA_WRITE), (e.IBV_QPT_UD, e.IBV_QP_EX_WITH_RDMA_READ),
-    (e.IBV_QPT_UC, e.IBV_QP_EX_WITH_SEND)])
+    (e.IBV_QPT_UC, e.IBV_QP_EX_WITH_RDMA_READ),
+    (e.IBV_QPT_UC, e.IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)])
 def test_send_ops_beyond_the_qp_type_are_refused(qp_type, ops):
     ctx = Context(name="hmr0")
     try:
