@@ -23,6 +23,8 @@ EMULATOR_FAULT = os.path.join(ROOT, "tests", "lab", "emulator-fault")
 # What run-guest counts as a kernel problem (tests/lab/run-guest's splat pattern).
 SPLAT = re.compile(r"WARNING: |BUG: |Oops|kernel BUG at|general protection fault|UBSAN:|KASAN:"
                    r"|Kernel panic|Call Trace:")
+# A process's own fault, which the kernel reports and survives: not a kernel problem (run-guest).
+USER_FAULT = re.compile(r" traps: \S+\[\d+\] general protection fault ")
 MEANING = {124: "timeout", 125: "lab failure (setup, teardown/unload, or no status)",
            126: "kernel WARN/BUG/oops in the log"}
 
@@ -194,7 +196,9 @@ def before_hmr(console):
     """True when the kernel log is clean, or its first splat came before hmr.ko was loaded (a
     boot-time crash of the emulated machine, such as an int3 oops from text patching under
     TCG while a CPU comes up, seen once in sched_clock_cpu): nothing of the project ran yet."""
-    splat = SPLAT.search(console)
+    splat = next((m for m in SPLAT.finditer(console)
+                  if not USER_FAULT.search(console, console.rfind("\n", 0, m.start()) + 1,
+                                           m.end() + 1)), None)
     return not splat or "hmr: " not in console[:splat.start()]
 
 

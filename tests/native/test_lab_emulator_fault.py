@@ -136,3 +136,32 @@ def test_guestrun_reads_what_passed_from_the_verbose_lines_of_a_guest_that_died(
         assert case(line) == [], line
     name = case("tests/peer/test_a.py::test_x[1] PASSED [ 1%]\n")[0][0]
     assert guestrun().node_id(name) == "tests/peer/test_a.py::test_x[1]"
+
+
+USER_GPF = ("[   37.164749] traps: ib_write_lat[257] general protection fault ip:7f32a54056df "
+            "sp:7ffd1d4b7de0 error:0 in librdmacm.so.1.3.56.1[a6df,7f32a53ff000+15000]\n")
+KERNEL_GPF = ("[   40.000000] Oops: general protection fault, probably for non-canonical address "
+              "0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI\n")
+
+
+def run_guest_splat(tmp_path, text):
+    """run-guest's splat_in() on a log holding @text: True when it counts a kernel problem."""
+    log = tmp_path / "console.log"
+    log.write_text("[    5.3] hmr: loaded\n" + text)
+    lab = os.path.join(HERE, "..", "lab")
+    script = (f"LAB_DIR={lab}; lab_say() {{ :; }}; "
+              + "".join(line + "\n" for line in open(os.path.join(lab, "run-guest"))
+                        if line.startswith(("splat=", "user_fault="))) +
+              "eval \"$(sed -n '/^splat_in() {/,/^}/p' " + os.path.join(lab, "run-guest") + ")\"\n"
+              f"splat_in {log} guest 2>/dev/null")
+    return subprocess.run(["bash", "-c", script]).returncode == 0
+
+
+def test_a_process_fault_is_not_a_kernel_splat(tmp_path):
+    """A tool's own general protection fault (the kernel reports it and goes on) is not counted
+    by run-guest nor by guestrun; the kernel's own is."""
+    assert not run_guest_splat(tmp_path, USER_GPF)
+    assert run_guest_splat(tmp_path, USER_GPF + KERNEL_GPF)
+    assert run_guest_splat(tmp_path, HMR_WARN)
+    assert guestrun().before_hmr("hmr: loaded\n" + USER_GPF)
+    assert not guestrun().before_hmr("hmr: loaded\n" + USER_GPF + KERNEL_GPF)
