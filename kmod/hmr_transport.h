@@ -80,7 +80,8 @@ int hmr_ud_prepare(struct hmr_qp *qp, struct hmr_request *req, const struct hmr_
 int hmr_ud_sent(int status);
 int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req);
 void hmr_ud_count_mad(struct hmr_qp *qp, int counter);
-bool hmr_ud_accepts(struct hmr_qp *qp, u32 qkey, u64 len);
+int hmr_ud_take_recv(struct hmr_qp *qp, struct hmr_request *req, u32 qkey, u64 len,
+		     struct hmr_recv_wqe *wqe);
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len);
 
 /* hmr_mcast.c */

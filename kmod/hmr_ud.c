@@ -79,16 +79,20 @@ void hmr_ud_count_mad(struct hmr_qp *qp, int counter)
 }
 
 /*
- * May a UD message of @len bytes with Q_Key @qkey enter @qp? QP1 takes MADs only (256 bytes at
- * most): a longer one would fail its receive and put QP1, the port's only way to the
- * connection manager, in ERROR; no peer may do that. A refusal counts as a dropped MAD.
+ * Take the receive WQE for a UD message of @len bytes with Q_Key @qkey (both transports).
+ * Returns 0, or non-zero when the message is dropped: another Q_Key, no receive posted (or a
+ * corrupt RQ), or for QP1 longer than a MAD (256 bytes), whose failed receive would put QP1,
+ * the port's only way to the connection manager, in ERROR: no peer may do that. A drop at QP1
+ * counts as a dropped MAD. Caller holds qp->resp_lock.
  */
-bool hmr_ud_accepts(struct hmr_qp *qp, u32 qkey, u64 len)
+int hmr_ud_take_recv(struct hmr_qp *qp, struct hmr_request *req, u32 qkey, u64 len,
+		     struct hmr_recv_wqe *wqe)
 {
-	if (qkey == qp->attr.qkey && (qp->ibqp.qp_type != IB_QPT_GSI || len <= IB_MGMT_MAD_SIZE))
-		return true;
+	if (qkey == qp->attr.qkey && (qp->ibqp.qp_type != IB_QPT_GSI || len <= IB_MGMT_MAD_SIZE) &&
+	    !hmr_resp_take_recv(qp, req, wqe))
+		return 0;
 	hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
-	return false;
+	return -EAGAIN;
 }
 
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)
@@ -124,12 +128,8 @@ int hmr_resp_ud(struct hmr_qp *qp, struct hmr_request *req)
 	struct hmr_recv_wqe wqe;
 	u8 grh[HMR_GRH_SIZE];
 
-	if (!hmr_ud_accepts(qp, qkey, req->local->len))
-		return HMR_RESP_LOST;
-	if (hmr_resp_take_recv(qp, req, &wqe)) {
-		hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
+	if (hmr_ud_take_recv(qp, req, qkey, req->local->len, &wqe))
 		return HMR_RESP_LOST;	/* dropped (or the RQ is corrupt: QP fatal) */
-	}
 	hmr_ud_grh(grh, &req->ud_sgid, (const union ib_gid *)req->ud->dgid, req->local->len);
 	/* A receiver-side failure is the receiver's: the sender cannot tell (dropped). */
 	return hmr_resp_deliver(qp, req, &wqe, grh, HMR_GRH_SIZE, HMR_RESP_LOST, HMR_RESP_LOST);

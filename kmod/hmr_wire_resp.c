@@ -495,12 +495,8 @@ static void hmr_wire_resp_ud(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_
 	hmr_wire_req_init(qp, &req, pkt, pkt->flags & HMR_PF_IMM ? IB_UVERBS_WR_SEND_WITH_IMM :
 			  IB_UVERBS_WR_SEND);
 	req.local = &payload;
-	if (!hmr_ud_accepts(qp, pkt->qkey, pkt->paylen))
+	if (hmr_ud_take_recv(qp, &req, pkt->qkey, pkt->paylen, &wqe))
 		return;
-	if (hmr_resp_take_recv(qp, &req, &wqe)) {
-		hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
-		return;
-	}
 	if (skb->protocol == htons(ETH_P_IP)) {
 		ipv6_addr_set_v4mapped(ip_hdr(skb)->saddr, (struct in6_addr *)sgid.raw);
 		ipv6_addr_set_v4mapped(ip_hdr(skb)->daddr, (struct in6_addr *)dgid.raw);
