@@ -86,13 +86,14 @@ struct hmr_dev {
 	/* MR index (key >> 8) -> struct hmr_mr; the xarray's own lock. */
 	struct xarray mrs;
 	u32 next_mr;			/* cyclic MR index allocation, under the xarray's lock */
-	/* Taken before the lock of mrs; makes an MR's move to retired atomic (hmr_stats.c). */
-	spinlock_t stats_lock;
-	struct hmr_stats retired;	/* mirror statistics of deregistered MRs; stats_lock */
-	/* Totals over every MR, live or not: each count goes to the MR's and to these. */
+	/* Protects mms, each hmr_mm's users and dead flag, and retired (hmr_mm.c). */
+	spinlock_t mms_lock;
+	struct list_head mms;		/* struct hmr_mm: one mirror per process using the device */
+	struct hmr_stats retired;	/* mirror statistics of mirrors gone */
+	/* Totals over every mirror (and MR), live or not. */
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
-	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of an MR */
+	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of a mirror */
 	/* Multicast attachments (struct hmr_mca, hmr_mcast.c); protects mcast and the counts. */
 	struct mutex mcast_lock;
 	struct list_head mcast;
@@ -104,6 +105,13 @@ struct hmr_dev {
 
 struct hmr_ucontext {
 	struct ib_ucontext ibuc;
+	/*
+	 * The mirror of the first process that registered memory through this context, held
+	 * until the context closes: memory registered again after its MRs went finds its pages
+	 * still mirrored (hmr_mm.c). Set once under keep_lock.
+	 */
+	struct mutex keep_lock;
+	struct hmr_mm *keep;
 };
 
 struct hmr_pd {
@@ -154,27 +162,43 @@ struct hmr_cq {
 	bool error;			/* overflowed: no more completions */
 };
 
-struct hmr_mr {
-	struct ib_mr ibmr;
-	struct hmr_dev *hdev;		/* set before the notifier is inserted */
-	/* Subscription to [start, start + length) of the registering process's mm. */
+/*
+ * One process's address space as a device mirrors it (hmr_mm.c): every MR the process
+ * registers on the device is a window over this one mirror.
+ */
+struct hmr_mm {
+	struct hmr_dev *hdev;
+	/* Subscription to the whole of the process's mm: one per mirror, whatever its MRs. */
 	struct mmu_interval_notifier notifier;
 	/*
-	 * The device's view of that range (libhmr): filled by faults (hmm_range_fault), emptied
+	 * The device's view of the mm (libhmr): filled by faults (hmm_range_fault), emptied
 	 * and fenced by the notifier, read by the DMA engine a chunk at a time.
 	 */
 	struct hmr_mirror mirror;
+	struct list_head list;		/* in hdev->mms; hdev->mms_lock */
+	unsigned int users;		/* MRs over it; hdev->mms_lock */
+	bool dead;			/* its last MR went: no MR joins it again; hdev->mms_lock */
+};
+
+struct hmr_mr {
+	struct ib_mr ibmr;
+	struct hmr_dev *hdev;
+	struct hmr_mm *mm;		/* the registering process's mirror; NULL if kernel */
+	/* Its window over that mirror: the MR's pages and whether it may write (rereg). */
+	struct hmr_window win;
 	refcount_t ref;			/* lookups by key (hmr_mr_get) and the registration */
 	struct completion done;		/* ref reached zero: dereg may free */
 	bool dying;			/* dereg started: a prefetch stops early (READ_ONCE) */
-	bool kernel;			/* a kernel PD's DMA MR: kernel addresses, no notifier */
+	bool kernel;			/* a kernel PD's DMA MR: kernel addresses, no mirror */
 	u64 start;			/* user virtual address */
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
 	int access;			/* IB_ACCESS_*: rereg changes it (READ_ONCE) */
+	/* What was done through this MR (`rdma statistic show mr`); the mirror counts for all. */
+	atomic64_t faults;		/* faults that installed pages */
+	atomic64_t faulted_pages;	/* pages they installed */
+	atomic64_t access_faults;	/* accesses that found a page missing */
 	atomic64_t prefetched_pages;	/* this MR's share of hdev->prefetched_pages */
-	atomic64_t fence_wait_ns;	/* this MR's share of hdev->fence_wait_ns */
-	atomic64_t nonblock_invalidations;	/* its share of hdev->nonblock_invalidations */
 };
 
 struct hmr_transport_ops;
@@ -399,9 +423,14 @@ int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u
 int hmr_advise_mr(struct ib_pd *pd, enum ib_uverbs_advise_mr_advice advice, u32 flags,
 		  struct ib_sge *sg_list, u32 num_sge, struct uverbs_attr_bundle *attrs);
 
+/* hmr_mm.c */
+struct hmr_mm *hmr_mm_get(struct hmr_dev *hdev, struct mm_struct *mm);
+void hmr_mm_put(struct hmr_mm *hm);
+void hmr_mm_keep(struct hmr_ucontext *uctx, struct hmr_mm *hm);
+void hmr_mm_stats_sum(struct hmr_dev *hdev, struct hmr_stats *sum);
+
 /* hmr_stats.c */
-void hmr_stats_retire_begin(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap);
-void hmr_stats_retire_end(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap);
+void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtract);
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port);
 int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 port, int index);
 int hmr_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr);

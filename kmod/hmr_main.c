@@ -53,7 +53,7 @@ void hmr_dealloc_driver(struct ib_device *ibdev)
 		hmr_net_put(hdev->ndev);
 	/* The core destroyed every object before it deallocates the device. */
 	WARN_ON(!xa_empty(&hdev->qps) || !xa_empty(&hdev->mrs) || !xa_empty(&hdev->srqs) ||
-		!list_empty(&hdev->mcast));
+		!list_empty(&hdev->mcast) || !list_empty(&hdev->mms));
 	mutex_destroy(&hdev->mcast_lock);
 	xa_destroy(&hdev->qps);
 	xa_destroy(&hdev->mrs);
@@ -90,7 +90,8 @@ static void hmr_init_ibdev(struct hmr_dev *hdev, struct net_device *ndev)
 	xa_init_flags(&hdev->qps, XA_FLAGS_ALLOC);
 	xa_init_flags(&hdev->mrs, XA_FLAGS_ALLOC);
 	xa_init_flags(&hdev->srqs, XA_FLAGS_ALLOC);
-	spin_lock_init(&hdev->stats_lock);
+	spin_lock_init(&hdev->mms_lock);
+	INIT_LIST_HEAD(&hdev->mms);
 	mutex_init(&hdev->mcast_lock);
 	INIT_LIST_HEAD(&hdev->mcast);
 	strscpy(ibdev->node_desc, "hmr", sizeof(ibdev->node_desc));

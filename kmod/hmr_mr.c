@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Memory regions, never pinned. An MR records a range of the registering process's address
- * space and its rights, subscribes an mmu_interval_notifier to it and owns a libhmr mirror
- * of it; registration costs O(number of VMAs), not O(pages), and takes no page reference.
+ * space and its rights: a window (struct hmr_window) over the mirror the device keeps of that
+ * process (hmr_mm.c, one per process and device, shared by all its MRs); registration costs
+ * O(number of VMAs), not O(pages), and takes no page reference.
  * An ODP registration (IB_ACCESS_ON_DEMAND) does not even look at the VMAs: it costs O(1),
  * and memory that is not mapped when the DMA engine touches it fails that work request only.
  * Implicit ODP (start 0, length U64_MAX) covers the whole user address space.
  *
- * The DMA engine (hmr_mr_copy(), hmr_mr_atomic()) reads the mirror a chunk at a time with
- * hmr_access_begin/end; a missing page is faulted with hmm_range_fault over a window and
- * installed with hmr_mirror_populate(), which refuses a stale notifier sequence. The
- * notifier makes the sequence stale and calls hmr_mirror_invalidate(), which clears the
- * entries and waits for the chunks in flight on them: the fence waits for one chunk at most.
+ * The DMA engine (hmr_mr_copy(), hmr_mr_atomic()) reads the mirror through the MR's window a
+ * chunk at a time (hmr_window_access_begin, hmr_access_end); a missing page is faulted with
+ * hmm_range_fault over a window of pages and installed with hmr_window_populate(), which
+ * refuses a stale notifier sequence. The notifier (hmr_mm.c) makes the sequence stale and calls
+ * hmr_mirror_invalidate(), which clears the entries and waits for the chunks in flight on
+ * them: the fence waits for one chunk at most.
  * Protocol and proofs: Documentation.md section 3 (libhmr).
  */
 #include <linux/delay.h>
@@ -34,36 +36,7 @@
 #define HMR_MR_ACCESS_ALL	(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_ON_DEMAND | \
 				 IB_ACCESS_FLUSH_GLOBAL)
 
-/* Entry format of the mirror: the page's physical address and three flag bits. */
-#define HMR_MR_PTE_HUGE		BIT_ULL(0)
-#define HMR_MR_PTE_PRESENT	BIT_ULL(1)
-#define HMR_MR_PTE_WRITE	BIT_ULL(2)
-#define HMR_MR_PTE_ADDR		GENMASK_ULL(51, PAGE_SHIFT)
-
-static u64 hmr_mr_encode(void *priv, u64 pfn, unsigned int flags)
-{
-	return PFN_PHYS(pfn) | HMR_MR_PTE_PRESENT |
-	       (flags & HMR_PTE_WRITE ? HMR_MR_PTE_WRITE : 0) |
-	       (flags & HMR_PTE_HUGE ? HMR_MR_PTE_HUGE : 0);
-}
-
-static bool hmr_mr_seq_stale(void *priv, unsigned long seq)
-{
-	struct hmr_mr *mr = priv;
-
-	return mmu_interval_read_retry(&mr->notifier, seq);
-}
-
-static const struct hmr_mirror_ops hmr_mr_mirror_ops = {
-	.present = HMR_MR_PTE_PRESENT,
-	.writable = HMR_MR_PTE_WRITE,
-	.huge = HMR_MR_PTE_HUGE,
-	.addr_mask = HMR_MR_PTE_ADDR,
-	.encode = hmr_mr_encode,
-	.seq_stale = hmr_mr_seq_stale,
-};
-
-/* The MR's pages, page aligned: what the notifier covers and the mirror may hold. */
+/* The MR's pages, page aligned: what its window may fault. */
 static unsigned long hmr_mr_first(struct hmr_mr *mr)
 {
 	return round_down(mr->start, PAGE_SIZE);
@@ -73,50 +46,6 @@ static unsigned long hmr_mr_end(struct hmr_mr *mr)
 {
 	return round_up(mr->start + mr->length, PAGE_SIZE);
 }
-
-/* Add the time an invalidation that waited for in-flight chunks spent to page_fence_wait_ns. */
-static void hmr_mr_count_fence(struct hmr_mr *mr, unsigned long waits_before, u64 t0)
-{
-	struct hmr_stats st;
-	u64 ns;
-
-	hmr_mirror_stats(&mr->mirror, &st);
-	if (st.fence_waits == waits_before)
-		return;
-	ns = ktime_get_ns() - t0;
-	atomic64_add(ns, &mr->fence_wait_ns);
-	atomic64_add(ns, &mr->hdev->fence_wait_ns);
-}
-
-static bool hmr_mr_invalidate(struct mmu_interval_notifier *mni,
-			      const struct mmu_notifier_range *range, unsigned long cur_seq)
-{
-	struct hmr_mr *mr = container_of(mni, struct hmr_mr, notifier);
-	unsigned long start = max(range->start, hmr_mr_first(mr));
-	unsigned long end = min(range->end, hmr_mr_end(mr));
-	bool blockable = mmu_notifier_range_blockable(range);
-	struct hmr_stats st;
-	u64 t0;
-	int ret;
-
-	mmu_interval_set_seq(mni, cur_seq);
-	if (start >= end)
-		return true;
-	hmr_mirror_stats(&mr->mirror, &st);
-	t0 = ktime_get_ns();
-	ret = hmr_mirror_invalidate(&mr->mirror, start, end, blockable);
-	hmr_mr_count_fence(mr, st.fence_waits, t0);
-	if (!blockable) {
-		atomic64_inc(&mr->hdev->nonblock_invalidations);
-		atomic64_inc(&mr->nonblock_invalidations);
-	}
-	/* Not blockable and a chunk in flight: entries are cleared, the caller retries. */
-	return ret != -EAGAIN;
-}
-
-static const struct mmu_interval_notifier_ops hmr_mr_notifier_ops = {
-	.invalidate = hmr_mr_invalidate,
-};
 
 /*
  * A non-ODP registration must cover mapped memory only (the verbs contract of ibv_reg_mr):
@@ -167,21 +96,15 @@ static int hmr_mr_alloc_key(struct hmr_dev *hdev, struct hmr_mr *mr)
 	return 0;
 }
 
-/* A new MR with its (empty) mirror and one reference, not yet findable by key. */
+/* A new MR with one reference, not yet findable by key, over no mirror yet. */
 static struct hmr_mr *hmr_mr_alloc(struct hmr_dev *hdev, u64 start, u64 length, u64 iova,
 				   int access)
 {
 	struct hmr_mr *mr;
-	int ret;
 
 	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
 	if (!mr)
 		return ERR_PTR(-ENOMEM);
-	ret = hmr_mirror_init(&mr->mirror, &hmr_mr_mirror_ops, mr);
-	if (ret) {
-		kfree(mr);
-		return ERR_PTR(ret);
-	}
 	refcount_set(&mr->ref, 1);
 	init_completion(&mr->done);
 	mr->hdev = hdev;
@@ -227,19 +150,22 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 	mr = hmr_mr_alloc(hdev, start, length, iova, access);
 	if (IS_ERR(mr))
 		return ERR_CAST(mr);
-	ret = mmu_interval_notifier_insert(&mr->notifier, current->mm, start, length,
-					   &hmr_mr_notifier_ops);
-	if (ret)
-		goto err_mirror;
+	mr->mm = hmr_mm_get(hdev, current->mm);
+	if (IS_ERR(mr->mm)) {
+		ret = PTR_ERR(mr->mm);
+		goto err_free;
+	}
+	hmr_window_init(&mr->win, &mr->mm->mirror, start, start + length,
+			access & HMR_MR_ACCESS_WRITE);
+	hmr_mm_keep(rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc), mr->mm);
 	ret = hmr_mr_alloc_key(hdev, mr);
 	if (ret)
-		goto err_notifier;
+		goto err_mm;
 	return &mr->ibmr;
 
-err_notifier:
-	mmu_interval_notifier_remove(&mr->notifier);
-err_mirror:
-	hmr_mirror_destroy(&mr->mirror);
+err_mm:
+	hmr_mm_put(mr->mm);
+err_free:
 	kfree(mr);
 	return ERR_PTR(ret);
 }
@@ -248,9 +174,10 @@ err_mirror:
  * ibv_rereg_mr. A new translation makes a new MR with new keys: the RDMA core puts it under the
  * same handle and deregisters the old one, which first waits for the work requests using it
  * (later ones find its keys gone). That costs no more than changing this one would: nothing is
- * pinned, and the new mirror fills on demand. A change of PD or access rights alone is made in
- * place and keeps the keys (the core sets the new PD after this returns); a work request checks
- * both when it looks its key up, so one that started before the change runs with the old ones.
+ * pinned, and the new MR is a new window over the process's mirror, whose pages it keeps. A
+ * change of PD or access rights alone is made in place and keeps the keys (the core sets the
+ * new PD after this returns); a work request checks both when it looks its key up, so one that
+ * started before the change runs with the old ones.
  */
 struct ib_mr *hmr_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64 length, u64 iova,
 				int access, struct ib_pd *pd, struct ib_udata *udata)
@@ -275,6 +202,7 @@ struct ib_mr *hmr_rereg_user_mr(struct ib_mr *ibmr, int flags, u64 start, u64 le
 		if (ret)
 			return ERR_PTR(ret);
 	}
+	WRITE_ONCE(mr->win.writable, access & HMR_MR_ACCESS_WRITE);
 	WRITE_ONCE(mr->access, access);
 	return NULL;
 }
@@ -283,18 +211,15 @@ int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 {
 	struct hmr_dev *hdev = to_hdev(ibmr->device);
 	struct hmr_mr *mr = to_hmr(ibmr);
-	struct hmr_stats snap;
 
-	hmr_stats_retire_begin(hdev, mr, &snap);	/* takes it out of hdev->mrs */
+	xa_erase(&hdev->mrs, mr->ibmr.lkey >> 8);
 	WRITE_ONCE(mr->dying, true);
 	/* No new users can find it; wait for the work requests using it now. */
 	hmr_mr_put(mr);
 	wait_for_completion(&mr->done);
-	/* Waits for a running invalidation; later ones no longer see this MR. */
-	if (!mr->kernel)
-		mmu_interval_notifier_remove(&mr->notifier);
-	hmr_stats_retire_end(hdev, mr, &snap);
-	hmr_mirror_destroy(&mr->mirror);	/* tables go after an RCU grace period */
+	/* Its pages stay in the mirror for the process's other MRs (hmr_mm.c). */
+	if (mr->mm)
+		hmr_mm_put(mr->mm);
 	kfree(mr);
 	return 0;
 }
@@ -303,7 +228,7 @@ int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
  * The DMA MR of a kernel PD (ib_alloc_pd makes one for pd->local_dma_lkey). hmr has no DMA
  * device, so the core's virtual DMA ops hand kernel consumers kernel virtual addresses
  * (ib_dma_map_*): the MR covers them all, and the DMA engine copies kernel memory directly.
- * Kernel memory needs no mirror; the mirror stays empty (its statistics read zero). Only a
+ * Kernel memory needs no mirror (its statistics read zero). Only a
  * kernel PD has one, and keys are checked against the PD: no user QP can name it.
  */
 struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access)
@@ -322,7 +247,6 @@ struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access)
 	mr->kernel = true;
 	ret = hmr_mr_alloc_key(hdev, mr);
 	if (ret) {
-		hmr_mirror_destroy(&mr->mirror);
 		kfree(mr);
 		return ERR_PTR(ret);
 	}
@@ -432,7 +356,7 @@ static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
 	struct vm_area_struct *vma;
 	int ret;
 
-	range->notifier_seq = mmu_interval_read_begin(&mr->notifier);
+	range->notifier_seq = mmu_interval_read_begin(&mr->mm->notifier);
 	mmap_read_lock(mm);
 	vma = vma_lookup(mm, range->start);
 	if (vma) {
@@ -490,9 +414,9 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 			       unsigned long *next, unsigned long *installed)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	struct mm_struct *mm = mr->notifier.mm;
+	struct mm_struct *mm = mr->mm->notifier.mm;
 	struct hmm_range range = {
-		.notifier = &mr->notifier,
+		.notifier = &mr->mm->notifier,
 		.start = addr,
 	};
 	unsigned long first, npages, valid;
@@ -524,11 +448,14 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 			valid = hmr_mr_pfns(fb->hpfns, fb->pfns, npages);
 		}
 		*next = first + npages * PAGE_SIZE;
-		ret = hmr_mirror_populate(&mr->mirror, first, npages, fb->pfns, range.notifier_seq);
-		if (ret == -EAGAIN)
+		ret = hmr_window_populate(&mr->win, first, npages, fb->pfns, range.notifier_seq);
+		if (ret == -EAGAIN) {
 			ret = -EBUSY;
-		else if (!ret)
+		} else if (!ret) {
 			*installed = valid;
+			atomic64_inc(&mr->faults);
+			atomic64_add(valid, &mr->faulted_pages);
+		}
 		if (ret == -EBUSY)
 			cond_resched();
 	} while (ret == -EBUSY && (++tries < HMR_FAULT_TRIES || time_before(jiffies, timeout)));
@@ -631,9 +558,11 @@ static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsign
 
 	hmr_fault_bound_start(&b);
 	for (;;) {
-		ret = hmr_access_begin(&mr->mirror, acc, va, len, write);
+		ret = hmr_window_access_begin(&mr->win, acc, va, len, write);
 		if (!ret)
 			return 0;
+		if (ret == -ENOENT)
+			atomic64_inc(&mr->access_faults);
 		/* Checked after the access, so a fault that succeeded slowly is still used. */
 		if (hmr_fault_bound_over(&b))
 			return -EFAULT;
@@ -773,7 +702,7 @@ int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
 			return -EFAULT;
 		hmr_mr_copy_chunk(&acc, buf, to_mr);
 		hmr_mr_chunk_hold();
-		hmr_access_end(&mr->mirror, &acc);
+		hmr_access_end(mr->win.m, &acc);
 		va += acc.len;
 		buf += acc.len;
 		len -= acc.len;
@@ -829,9 +758,11 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 	while (len) {
 		if (hmr_mr_access_begin(src, &sa, sva, len, false))
 			return -EFAULT;
-		ret = hmr_access_begin(&dst->mirror, &da, dva, sa.len, true);
+		ret = hmr_window_access_begin(&dst->win, &da, dva, sa.len, true);
 		if (ret) {
-			hmr_access_end(&src->mirror, &sa);
+			hmr_access_end(src->win.m, &sa);
+			if (ret == -ENOENT)
+				atomic64_inc(&dst->access_faults);
 			if (hmr_fault_bound_over(&b)) {
 				*dst_failed = true;
 				return -EFAULT;
@@ -849,8 +780,8 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		ret = min(sa.len, da.len);
 		hmr_mr_copy_chunks(&da, &sa, ret);
 		hmr_mr_chunk_hold();
-		hmr_access_end(&dst->mirror, &da);
-		hmr_access_end(&src->mirror, &sa);
+		hmr_access_end(dst->win.m, &da);
+		hmr_access_end(src->win.m, &sa);
 		dva += ret;
 		sva += ret;
 		len -= ret;
@@ -889,7 +820,7 @@ int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u
 	}
 	if (kaddr) {
 		kunmap_local(kaddr);
-		hmr_access_end(&mr->mirror, &acc);
+		hmr_access_end(mr->win.m, &acc);
 	}
 	*orig = old;
 	return 0;

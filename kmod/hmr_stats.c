@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Per-device memory counters: the libhmr mirror statistics of every MR of the device, summed,
- * as the port's hw counters (`rdma statistic show link hmr0/1`,
+ * Per-device memory counters: the libhmr statistics of every mirror of the device (one per
+ * process, hmr_mm.c), summed, as the port's hw counters (`rdma statistic show link hmr0/1`,
  * /sys/class/infiniband/hmr0/ports/1/hw_counters). Names follow mlx5's ODP counters.
- * The same counters of each MR alone: `rdma statistic show mr` (hmr_fill_stat_mr_entry).
- *
- * Live MRs are summed from hdev->mrs; a deregistered MR's statistics move to hdev->retired.
- * stats_lock makes the move atomic with respect to a reader: a reader takes it, then the
- * xarray's lock, so it sees an MR either in the xarray or in retired, never both or neither.
+ * What was done through each MR alone (its faults and prefetches): `rdma statistic show mr`
+ * (hmr_fill_stat_mr_entry). Invalidations are the mirror's, not an MR's: one invalidation
+ * reaches the mirror once, whatever the number of MRs over the range.
  */
 #include <net/netlink.h>
 #include <rdma/ib_verbs.h>
@@ -69,7 +67,7 @@ static struct rdma_stat_desc hmr_port_descs[HMR_PORT_CNT_NUM] = {
 	[HMR_PORT_CNT_RX_DROP] = { .name = "rcvd_pkts_refused" },
 };
 
-static void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtract)
+void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtract)
 {
 	u64 *d = (u64 *)sum;
 	const u64 *s = (const u64 *)st;
@@ -78,28 +76,6 @@ static void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, boo
 	BUILD_BUG_ON(sizeof(*st) % sizeof(u64));
 	for (i = 0; i < sizeof(*st) / sizeof(u64); i++)
 		d[i] = subtract ? d[i] - s[i] : d[i] + s[i];
-}
-
-/* Take @mr out of the device's MRs, with its statistics so far into retired; @snap keeps them. */
-void hmr_stats_retire_begin(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap)
-{
-	spin_lock(&hdev->stats_lock);
-	xa_erase(&hdev->mrs, mr->ibmr.lkey >> 8);
-	hmr_mirror_stats(&mr->mirror, snap);
-	hmr_stats_add(&hdev->retired, snap, false);
-	spin_unlock(&hdev->stats_lock);
-}
-
-/* Add what @mr counted since hmr_stats_retire_begin(): nothing counts for it after this. */
-void hmr_stats_retire_end(struct hmr_dev *hdev, struct hmr_mr *mr, struct hmr_stats *snap)
-{
-	struct hmr_stats now;
-
-	hmr_mirror_stats(&mr->mirror, &now);
-	hmr_stats_add(&now, snap, true);
-	spin_lock(&hdev->stats_lock);
-	hmr_stats_add(&hdev->retired, &now, false);
-	spin_unlock(&hdev->stats_lock);
 }
 
 /* The counters, from mirror statistics @st and the three counted outside libhmr. */
@@ -130,20 +106,10 @@ struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
 int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 port, int index)
 {
 	struct hmr_dev *hdev = to_hdev(ibdev);
-	struct hmr_stats sum, st;
-	struct hmr_mr *mr;
-	unsigned long i;
+	struct hmr_stats sum;
+	unsigned int i;
 
-	spin_lock(&hdev->stats_lock);
-	sum = hdev->retired;
-	xa_lock(&hdev->mrs);
-	/* Under the xarray's lock dereg cannot erase, so none of these MRs is freed. */
-	xa_for_each(&hdev->mrs, i, mr) {
-		hmr_mirror_stats(&mr->mirror, &st);
-		hmr_stats_add(&sum, &st, false);
-	}
-	xa_unlock(&hdev->mrs);
-	spin_unlock(&hdev->stats_lock);
+	hmr_mm_stats_sum(hdev, &sum);
 
 	hmr_stats_values(stats->value, &sum, atomic64_read(&hdev->fence_wait_ns),
 			 atomic64_read(&hdev->prefetched_pages),
@@ -155,6 +121,11 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 	return HMR_PORT_CNT_NUM;
 }
 
+/* The counters an MR has of its own (what was done through it), in hmr_cnt_descs' order. */
+static const u8 hmr_mr_cnts[] = {
+	HMR_CNT_PAGE_FAULTS, HMR_CNT_FAULTED_PAGES, HMR_CNT_ACCESS_FAULTS, HMR_CNT_PREFETCH,
+};
+
 /*
  * The counters of one MR, for `rdma statistic show mr`: the core calls this for each MR in its
  * resource tracker, holding the tracker's reference, so dereg (which drops the MR from the
@@ -164,20 +135,20 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 int hmr_fill_stat_mr_entry(struct sk_buff *msg, struct ib_mr *ibmr)
 {
 	struct hmr_mr *mr = to_hmr(ibmr);
-	u64 value[HMR_CNT_NUM];
+	u64 value[HMR_CNT_NUM] = {};
 	struct nlattr *table;
-	struct hmr_stats st;
 	unsigned int i;
 
-	hmr_mirror_stats(&mr->mirror, &st);
-	hmr_stats_values(value, &st, atomic64_read(&mr->fence_wait_ns),
-			 atomic64_read(&mr->prefetched_pages),
-			 atomic64_read(&mr->nonblock_invalidations));
+	value[HMR_CNT_PAGE_FAULTS] = atomic64_read(&mr->faults);
+	value[HMR_CNT_FAULTED_PAGES] = atomic64_read(&mr->faulted_pages);
+	value[HMR_CNT_ACCESS_FAULTS] = atomic64_read(&mr->access_faults);
+	value[HMR_CNT_PREFETCH] = atomic64_read(&mr->prefetched_pages);
 	table = nla_nest_start(msg, RDMA_NLDEV_ATTR_STAT_HWCOUNTERS);
 	if (!table)
 		return -EMSGSIZE;
-	for (i = 0; i < HMR_CNT_NUM; i++)
-		if (rdma_nl_stat_hwcounter_entry(msg, hmr_cnt_descs[i].name, value[i]))
+	for (i = 0; i < ARRAY_SIZE(hmr_mr_cnts); i++)
+		if (rdma_nl_stat_hwcounter_entry(msg, hmr_cnt_descs[hmr_mr_cnts[i]].name,
+						 value[hmr_mr_cnts[i]]))
 			goto err_cancel;
 	nla_nest_end(msg, table);
 	return 0;

@@ -144,13 +144,22 @@ static int hmr_alloc_ucontext(struct ib_ucontext *ibuc, struct ib_udata *udata)
 		.abi_version = HMR_UVERBS_ABI_VERSION,
 	};
 
+	struct hmr_ucontext *uctx = container_of(ibuc, struct hmr_ucontext, ibuc);
+
 	if (udata->inlen && !ib_is_udata_cleared(udata, 0, udata->inlen))
 		return -EINVAL;
+	mutex_init(&uctx->keep_lock);
 	return ib_copy_to_udata(udata, &resp, min(udata->outlen, sizeof(resp)));
 }
 
+/* Every object of the context is gone: the mirror it kept goes too, if no MR is left on it. */
 static void hmr_dealloc_ucontext(struct ib_ucontext *ibuc)
 {
+	struct hmr_ucontext *uctx = container_of(ibuc, struct hmr_ucontext, ibuc);
+
+	if (uctx->keep)
+		hmr_mm_put(uctx->keep);
+	mutex_destroy(&uctx->keep_lock);
 }
 
 /*

@@ -18,6 +18,7 @@
  *                hmr_mirror_populate(m, addr, n, pfns, seq)  -> -EAGAIN: retry
  *   invalidate:  (notifier has made seq stale) hmr_mirror_invalidate(m, s, e, blockable)
  *                clears entries, then fences in-flight accesses on [s, e)
+ *   sharing:     windows (struct hmr_window) over one mirror: each user's range and rights
  *   device:      hmr_access_begin(m, &acc, addr, len, write) -> chunk or -ENOENT
  *                ... use acc.page[] ...; hmr_access_end(m, &acc)
  *
@@ -206,6 +207,42 @@ int hmr_access_begin(struct hmr_mirror *m, struct hmr_access *acc,
 void hmr_access_end(struct hmr_mirror *m, struct hmr_access *acc);
 
 void hmr_mirror_stats(struct hmr_mirror *m, struct hmr_stats *st);
+
+/**
+ * struct hmr_window - what one user of a shared mirror (a memory region) may reach
+ * @m:        the mirror, shared by every window over the same address space
+ * @start:    first byte the window covers
+ * @end:      one past its last byte
+ * @writable: may write through it (READ_ONCE: a user may change it in place)
+ *
+ * Sharing rules: every window sees every entry of its mirror (a page faulted through
+ * one is present for all that cover it), but a window reaches only [start, end), and
+ * a read-only window never writes, even through an entry another window faulted
+ * writable. Populating through a window installs pages inside it only. Entries
+ * belong to the mirror, not to a window: a window going away drops nothing; the
+ * invalidations of the address space drop them.
+ */
+struct hmr_window {
+	struct hmr_mirror *m;
+	unsigned long start;
+	unsigned long end;
+	bool writable;
+};
+
+void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
+		     unsigned long start, unsigned long end, bool writable);
+/*
+ * hmr_mirror_populate() confined to @w's pages: -EINVAL for pages outside them.
+ */
+int hmr_window_populate(struct hmr_window *w, unsigned long start,
+			unsigned long npages, const u64 *pfns,
+			unsigned long seq);
+/*
+ * hmr_access_begin() through @w: -EFAULT unless [addr, addr + len) lies in the window,
+ * -EACCES for a write through a read-only window; else as hmr_access_begin().
+ */
+int hmr_window_access_begin(struct hmr_window *w, struct hmr_access *acc,
+			    unsigned long addr, unsigned long len, bool write);
 
 /* Slot @level's index for @addr. */
 static inline unsigned int hmr_index(unsigned long addr, unsigned int level)

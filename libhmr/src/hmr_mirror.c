@@ -85,18 +85,23 @@ static bool hmr_slot_overlaps(unsigned long v, unsigned long pfn0,
 	return (v & HMR_SLOT_BUSY) && pfn < pfn1 && pfn + n > pfn0;
 }
 
-/* Wait until no access that overlaps pages [pfn0, pfn1) and began before us is in flight. */
+/*
+ * Wait until no access that overlaps pages [pfn0, pfn1) and began before us is in flight.
+ * *@found: whether one was.
+ */
 static int hmr_fence(struct hmr_mirror *m, unsigned long pfn0,
-		     unsigned long pfn1, bool blockable)
+		     unsigned long pfn1, bool blockable, bool *found)
 {
 	unsigned int i;
 	unsigned long v;
 
+	*found = false;
 	smp_mb();	/* clear before scan */
 	for (i = 0; i < HMR_ACCESS_SLOTS; i++) {
 		v = READ_ONCE(m->slots[i]);
 		if (!hmr_slot_overlaps(v, pfn0, pfn1))
 			continue;
+		*found = true;
 		if (!blockable) {
 			atomic_long_inc(&m->stat.invalidate_busy);
 			return -EAGAIN;
@@ -111,18 +116,28 @@ static int hmr_fence(struct hmr_mirror *m, unsigned long pfn0,
 	return 0;
 }
 
+/*
+ * Only an invalidation that found something of the mirror (an entry, or an access in flight)
+ * counts: one mirror follows a whole address space, most of whose changes it never mirrored.
+ */
 int hmr_mirror_invalidate(struct hmr_mirror *m, unsigned long start,
 			  unsigned long end, bool blockable)
 {
+	unsigned long cleared;
+	bool found;
+	int ret;
+
 	if (start >= end || end > HMR_VA_END)
 		return -EINVAL;
 	start &= ~(HMR_PAGE_SIZE - 1);
 	end = (end + HMR_PAGE_SIZE - 1) & ~(HMR_PAGE_SIZE - 1);
-	atomic_long_inc(&m->stat.invalidations);
 	smp_mb();	/* the notifier's new sequence before our table reads */
-	hmr_table_clear(m, start, end);
-	return hmr_fence(m, start >> HMR_PAGE_SHIFT, end >> HMR_PAGE_SHIFT,
-			 blockable);
+	cleared = hmr_table_clear(m, start, end);
+	ret = hmr_fence(m, start >> HMR_PAGE_SHIFT, end >> HMR_PAGE_SHIFT,
+			blockable, &found);
+	if (cleared || found)
+		atomic_long_inc(&m->stat.invalidations);
+	return ret;
 }
 
 /* Claim an idle slot for pages [pfn, pfn + n): returns its index or -EBUSY. */
@@ -210,6 +225,46 @@ int hmr_access_begin(struct hmr_mirror *m, struct hmr_access *acc,
 void hmr_access_end(struct hmr_mirror *m, struct hmr_access *acc)
 {
 	hmr_slot_release(m, acc->slot);
+}
+
+void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
+		     unsigned long start, unsigned long end, bool writable)
+{
+	w->m = m;
+	w->start = start;
+	w->end = end;
+	w->writable = writable;
+}
+
+/* Does [addr, addr + len) lie in @w? */
+static bool hmr_window_holds(const struct hmr_window *w, unsigned long addr,
+			     unsigned long len)
+{
+	return len && addr + len > addr && addr >= w->start &&
+	       addr + len <= w->end;
+}
+
+int hmr_window_populate(struct hmr_window *w, unsigned long start,
+			unsigned long npages, const u64 *pfns,
+			unsigned long seq)
+{
+	unsigned long first = w->start & ~(HMR_PAGE_SIZE - 1);
+	unsigned long last = (w->end + HMR_PAGE_SIZE - 1) & ~(HMR_PAGE_SIZE - 1);
+
+	if (!hmr_range_ok(start, npages) || start < first || start >= last ||
+	    npages > (last - start) >> HMR_PAGE_SHIFT)
+		return -EINVAL;
+	return hmr_table_populate(w->m, start, npages, pfns, seq);
+}
+
+int hmr_window_access_begin(struct hmr_window *w, struct hmr_access *acc,
+			    unsigned long addr, unsigned long len, bool write)
+{
+	if (!hmr_window_holds(w, addr, len))
+		return -EFAULT;
+	if (write && !READ_ONCE(w->writable))
+		return -EACCES;
+	return hmr_access_begin(w->m, acc, addr, len, write);
 }
 
 void hmr_mirror_stats(struct hmr_mirror *m, struct hmr_stats *st)

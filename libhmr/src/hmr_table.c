@@ -406,25 +406,31 @@ static void hmr_slot_drop(struct hmr_dir *d, unsigned int i)
 }
 
 /*
- * Under @d's lock: clear pages [j0, j1) of leaf table slot @i. A leaf cleared whole is freed;
+ * Under @d's lock: clear pages [j0, j1) of leaf table slot @i; returns the entries cleared (a
+ * leaf freed whole counts as one: its entries are not read). A leaf cleared whole is freed;
  * one that a partial clear left empty is kept (with the directories above it), so the
  * refault of a page dropped alone (MADV_DONTNEED of a buffer, a migrated page) allocates no
  * table: at most one 4 KiB leaf per 2 MiB stays until a whole-leaf clear or the mirror's end.
  */
-static void hmr_leaf_clear(struct hmr_mirror *m, struct hmr_dir *d,
-			   unsigned int i, unsigned int j0, unsigned int j1)
+static unsigned long hmr_leaf_clear(struct hmr_mirror *m, struct hmr_dir *d,
+				    unsigned int i, unsigned int j0, unsigned int j1)
 {
 	u64 *leaf = hmr_slot_table(d->slot[i]);
+	unsigned long n = 0;
 	unsigned int j;
 
 	if (j0 == 0 && j1 == HMR_FANOUT) {
 		hmr_slot_drop(d, i);
 		hmr_leaf_free_rcu(m, leaf);
-		return;
+		return 1;
 	}
-	for (j = j0; j < j1; j++)
-		if (leaf[j])
+	for (j = j0; j < j1; j++) {
+		if (leaf[j]) {
 			WRITE_ONCE(leaf[j], 0);
+			n++;
+		}
+	}
+	return n;
 }
 
 /* Slots of a table at @level based at @base that overlap [start, end). */
@@ -439,17 +445,17 @@ static void hmr_slot_span(unsigned int level, unsigned long base,
 		HMR_LEVEL_SHIFT(level);
 }
 
-/* Clear [start, end) in the level-1 directory @d based at @base. */
-static void hmr_clear_level1(struct hmr_mirror *m, struct hmr_dir *d,
-			     unsigned long base, unsigned long start,
-			     unsigned long end)
+/* Clear [start, end) in the level-1 directory @d based at @base; returns what was cleared. */
+static unsigned long hmr_clear_level1(struct hmr_mirror *m, struct hmr_dir *d,
+				      unsigned long base, unsigned long start,
+				      unsigned long end)
 {
 	unsigned int i, first, last, j0, j1;
-	unsigned long lb;
+	unsigned long lb, n = 0;
 	u64 e;
 
 	if (!hmr_dir_sync(d))
-		return;
+		return 0;
 	hmr_slot_span(1, base, start, end, &first, &last);
 	for (i = first; i <= last; i++) {
 		if (!READ_ONCE(d->slot[i]))
@@ -460,26 +466,35 @@ static void hmr_clear_level1(struct hmr_mirror *m, struct hmr_dir *d,
 		     (end - lb) >> HMR_PAGE_SHIFT : HMR_FANOUT;
 		spin_lock(&d->lock);
 		e = d->slot[i];
-		if (hmr_is_huge(m, 1, e))
+		if (hmr_is_huge(m, 1, e)) {
 			hmr_slot_drop(d, i);
-		else if (e)
-			hmr_leaf_clear(m, d, i, j0, j1);
+			n++;
+		} else if (e) {
+			n += hmr_leaf_clear(m, d, i, j0, j1);
+		}
 		spin_unlock(&d->lock);
 	}
+	return n;
 }
 
 /* Clear 2 MiB leaves of directory @d (at HMR_HUGE_LEVEL) in slots [first, last]. */
-static void hmr_clear_huge(struct hmr_mirror *m, struct hmr_dir *d,
-			   unsigned int first, unsigned int last)
+static unsigned long hmr_clear_huge(struct hmr_mirror *m, struct hmr_dir *d,
+				    unsigned int first, unsigned int last)
 {
+	unsigned long n = 0;
 	unsigned int i;
 
 	spin_lock(&d->lock);
-	if (!d->dead)
-		for (i = first; i <= last; i++)
-			if (d->slot[i] & m->huge)
+	if (!d->dead) {
+		for (i = first; i <= last; i++) {
+			if (d->slot[i] & m->huge) {
 				hmr_slot_drop(d, i);
+				n++;
+			}
+		}
+	}
 	spin_unlock(&d->lock);
+	return n;
 }
 
 /* Detach and free the child @c in slot @i of @p if it is empty. */
@@ -503,35 +518,39 @@ static void hmr_prune(struct hmr_mirror *m, struct hmr_dir *p, unsigned int i,
 		hmr_dir_free_rcu(m, c);
 }
 
-/* Clear [start, end) below directory @d at @level (>= 2) based at @base. */
-static void hmr_clear_dir(struct hmr_mirror *m, struct hmr_dir *d,
-			  unsigned int level, unsigned long base,
-			  unsigned long start, unsigned long end)
+/* Clear [start, end) below directory @d at @level (>= 2) based at @base; returns the count. */
+static unsigned long hmr_clear_dir(struct hmr_mirror *m, struct hmr_dir *d,
+				   unsigned int level, unsigned long base,
+				   unsigned long start, unsigned long end)
 {
 	unsigned int i, first, last;
-	unsigned long cb;
+	unsigned long cb, n = 0;
 	u64 e;
 
 	hmr_slot_span(level, base, start, end, &first, &last);
 	if (level == HMR_HUGE_LEVEL)
-		hmr_clear_huge(m, d, first, last);
+		n += hmr_clear_huge(m, d, first, last);
 	for (i = first; i <= last; i++) {
 		e = READ_ONCE(d->slot[i]);
 		if (!e || hmr_is_huge(m, level, e))
 			continue;
 		cb = base + ((unsigned long)i << HMR_LEVEL_SHIFT(level));
 		if (level == 2)
-			hmr_clear_level1(m, hmr_slot_dir(e), cb, start, end);
+			n += hmr_clear_level1(m, hmr_slot_dir(e), cb, start, end);
 		else
-			hmr_clear_dir(m, hmr_slot_dir(e), level - 1, cb, start, end);
+			n += hmr_clear_dir(m, hmr_slot_dir(e), level - 1, cb, start, end);
 		hmr_prune(m, d, i, hmr_slot_dir(e));
 	}
+	return n;
 }
 
-void hmr_table_clear(struct hmr_mirror *m, unsigned long start,
-		     unsigned long end)
+unsigned long hmr_table_clear(struct hmr_mirror *m, unsigned long start,
+			      unsigned long end)
 {
+	unsigned long n;
+
 	rcu_read_lock();
-	hmr_clear_dir(m, m->root, HMR_LEVELS - 1, 0, start, end);
+	n = hmr_clear_dir(m, m->root, HMR_LEVELS - 1, 0, start, end);
 	rcu_read_unlock();
+	return n;
 }

@@ -308,6 +308,77 @@ static void t_invalidate_args(void)
 	teardown();
 }
 
+/* An invalidation counts only when it found something of the mirror. */
+static void t_invalidate_counts(void)
+{
+	struct hmr_access acc;
+
+	setup();
+	CHECK_EQ(inval(GB(1), GB(1) + MB(2)), 0);	/* nothing mirrored there */
+	CHECK_EQ(stats().invalidations, 0);
+	CHECK_EQ(fill(MB(1), 4, 5, 0), 0);
+	CHECK_EQ(inval(MB(1) + 4 * PG, MB(2)), 0);	/* next to the entries */
+	CHECK_EQ(stats().invalidations, 0);
+	CHECK_EQ(inval(MB(1) + PG, MB(1) + 2 * PG), 0);
+	CHECK_EQ(stats().invalidations, 1);
+	/* An access in flight on entries already cleared is still fenced, and counted. */
+	CHECK_EQ(hmr_access_begin(&m, &acc, MB(1) + 2 * PG, PG, false), 0);
+	CHECK_EQ(hmr_mirror_invalidate(&m, MB(1) + 2 * PG, MB(1) + 3 * PG, false), -EAGAIN);
+	CHECK_EQ(hmr_mirror_invalidate(&m, MB(1) + 2 * PG, MB(1) + 3 * PG, false), -EAGAIN);
+	CHECK_EQ(stats().invalidations, 3);
+	hmr_access_end(&m, &acc);
+	CHECK_EQ(inval(0, HMR_VA_END), 0);
+	CHECK_EQ(stats().invalidations, 4);
+	teardown();
+}
+
+/* Two windows over one mirror: the sharing rules of struct hmr_window. */
+static void t_window_sharing(void)
+{
+	struct hmr_window rw, ro;
+	struct hmr_access acc;
+	u64 *p = make_pfns(4, 40, HMR_PFN_WRITE);
+
+	setup();
+	hmr_window_init(&rw, &m, MB(1), MB(1) + 4 * PG, true);
+	hmr_window_init(&ro, &m, MB(1) + 100, MB(1) + 2 * PG + 5, false);
+	/* A page faulted through one window is present for the other: no fault. */
+	CHECK_EQ(hmr_window_populate(&rw, MB(1), 4, p, sim_read_begin(&sim)), 0);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + 100, PG, false), 0);
+	CHECK_EQ(acc.page[0], 40 << 12);
+	hmr_access_end(&m, &acc);
+	CHECK_EQ(stats().access_faults, 0);
+	/* A read-only window never writes, though the entry is writable. */
+	CHECK(look(MB(1) + PG) & T_WRITE);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + PG, 8, true), -EACCES);
+	CHECK_EQ(hmr_window_access_begin(&rw, &acc, MB(1) + PG, 8, true), 0);
+	hmr_access_end(&m, &acc);
+	/* Each reaches its own range only: byte exact, overflow refused. */
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + 99, 1, false), -EFAULT);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + 2 * PG + 4, 2, false), -EFAULT);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + 2 * PG + 4, 1, false), 0);
+	hmr_access_end(&m, &acc);
+	CHECK_EQ(hmr_window_access_begin(&rw, &acc, MB(1), 0, false), -EFAULT);
+	CHECK_EQ(hmr_window_access_begin(&rw, &acc, ~0UL - 4, 10, false), -EFAULT);
+	CHECK_EQ(hmr_window_access_begin(&rw, &acc, MB(1) + 4 * PG, 1, false), -EFAULT);
+	/* Populating through a window stays inside its pages. */
+	CHECK_EQ(hmr_window_populate(&ro, MB(1) + 2 * PG, 2, p, sim_read_begin(&sim)), -EINVAL);
+	CHECK_EQ(hmr_window_populate(&ro, MB(1) - PG, 1, p, sim_read_begin(&sim)), -EINVAL);
+	CHECK_EQ(hmr_window_populate(&ro, MB(1) + 3 * PG, 1, p, sim_read_begin(&sim)), -EINVAL);
+	CHECK_EQ(hmr_window_populate(&ro, MB(1) + 2 * PG, 1, p, sim_read_begin(&sim)), 0);
+	/* One invalidation of the address space clears the entries for both windows. */
+	CHECK_EQ(inval(MB(1), MB(1) + PG), 0);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + 100, 1, false), -ENOENT);
+	CHECK_EQ(hmr_window_access_begin(&rw, &acc, MB(1), 1, false), -ENOENT);
+	CHECK_EQ(stats().invalidations, 1);
+	/* Rights change in place (rereg): a window made writable writes. */
+	WRITE_ONCE(ro.writable, true);
+	CHECK_EQ(hmr_window_access_begin(&ro, &acc, MB(1) + PG, 8, true), 0);
+	hmr_access_end(&m, &acc);
+	free(p);
+	teardown();
+}
+
 static void t_access_args(void)
 {
 	struct hmr_access acc;
@@ -589,6 +660,8 @@ static const struct hmr_case cases[] = {
 	{ "boundaries", t_boundaries },
 	{ "huge", t_huge },
 	{ "invalidate_args", t_invalidate_args },
+	{ "invalidate_counts", t_invalidate_counts },
+	{ "window_sharing", t_window_sharing },
 	{ "access_args", t_access_args },
 	{ "access_chunks", t_access_chunks },
 	{ "access_huge", t_access_huge },

@@ -256,7 +256,10 @@ def test_fork_parent_and_child_keep_their_own_data(lp, scratch, kind):
         assert device_reads(lp, scratch, buf, mr, length) == r + q
         after = counters()
         d = delta(mid, after)
-        assert d["page_invalidations"] >= 1 and d["page_faults"] >= 2, d
+        # The child copied every page, so the parent's are its own again: its write faults
+        # (the device's and the CPU's) reuse them without an invalidation; the device's
+        # read-only entries are replaced by its write faults.
+        assert d["page_faults"] >= 2, d
     finally:
         os.write(from_parent, b"c")
         _, status = os.waitpid(pid, 0)
@@ -759,7 +762,9 @@ def test_invalidation_storm(lp, scratch):
     assert get(dst, length) == p
     assert device_reads(lp, scratch, dst, mr, length) == p
     d = delta(before, counters())
-    assert d["page_invalidations"] >= drops[0] >= 1, (d, drops)
+    # Only the MADV_DONTNEEDs that found pages in the mirror count (most find them gone).
+    assert drops[0] >= 1 and d["page_invalidations"] >= 1, (d, drops)
+    assert d["page_invalidations"] <= drops[0], (d, drops)
     assert bool(d["page_fence_waits"]) == bool(d["page_fence_wait_ns"]), d
     print(f"storm: {wrs} WRs, {drops[0]} MADV_DONTNEEDs, {d}")
     mr.close()
@@ -799,7 +804,7 @@ def test_fence_wait_time_is_counted(lp, chunk_hold):
             wcs = lp.cqa.poll(1)[1]
         assert wcs[0].status == OK, wcs[0]
         d = delta(before, counters())
-        assert drops >= 2 and d["page_invalidations"] >= drops, (drops, d)
+        assert drops >= 2 and 1 <= d["page_invalidations"] <= drops, (drops, d)
         assert d["page_fence_waits"] >= 1 and d["page_fence_wait_ns"] > 0, (drops, d)
     finally:
         smr.close()

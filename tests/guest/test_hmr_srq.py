@@ -30,10 +30,11 @@ MSG = 8192
 SRQ_WR = 64
 
 
-def assert_refaulted(before, n):
-    """Since @before the mirrors were invalidated and faulted again at least @n times."""
+def assert_refaulted(before, faults, invalidations):
+    """Since @before the mirror was invalidated (where it held pages) and faulted again at
+    least that many times."""
     d = delta(before, counters())
-    assert d["page_faults"] >= n and d["page_invalidations"] >= n, d
+    assert d["page_faults"] >= faults and d["page_invalidations"] >= invalidations, d
 
 
 class SrqRig:
@@ -378,7 +379,7 @@ def test_srq_receives_into_odp_buffers_after_madv_dontneed():
             (wc,) = poll(r.rcq)
             assert wc.status == e.IBV_WC_SUCCESS and wc.wr_id == k
             assert r.buf.read(MSG, k * MSG) == data
-        assert_refaulted(before, 8)
+        assert_refaulted(before, 8, 6)  # the first two MADV_DONTNEEDs find nothing mirrored
     finally:
         r.close()
 
@@ -597,6 +598,6 @@ def test_xrc_on_odp_mrs_refaults_after_madv_dontneed():
             (rwc,) = poll(x.srq_cqs[k % 2])
             assert rwc.status == e.IBV_WC_SUCCESS and rwc.wr_id == k
             assert x.dst.read(MSG, k * MSG) == data
-        assert_refaulted(before, 8)
+        assert_refaulted(before, 8, 6)  # the first two MADV_DONTNEEDs find nothing mirrored
     finally:
         x.close()
