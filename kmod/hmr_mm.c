@@ -141,6 +141,7 @@ static void hmr_mm_destroy(struct hmr_mm *hm, bool listed)
 	/* Waits for a running invalidation; later ones no longer reach the mirror. */
 	mmu_interval_notifier_remove(&hm->notifier);
 	hmr_mirror_stats(&hm->mirror, &st);
+	st.tables = 0;		/* a gauge: its tables go with it */
 	spin_lock(&hdev->mms_lock);
 	if (listed)
 		list_del(&hm->list);

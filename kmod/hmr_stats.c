@@ -25,6 +25,7 @@ enum {
 	HMR_CNT_PREFETCH,		/* pages prefetched by advise_mr */
 	HMR_CNT_NONBLOCK,		/* non-blockable invalidations (OOM reaper) that reached a mirror */
 	HMR_CNT_BUSY,			/* of those, answered busy: a chunk was in flight on the range */
+	HMR_CNT_TABLES,			/* live page tables of the live mirrors (4 KiB of entries each) */
 	HMR_CNT_NUM
 };
 
@@ -38,6 +39,7 @@ static const struct rdma_stat_desc hmr_cnt_descs[HMR_CNT_NUM] = {
 	[HMR_CNT_PREFETCH] = { .name = "page_prefetch" },
 	[HMR_CNT_NONBLOCK] = { .name = "page_invalidations_nonblock" },
 	[HMR_CNT_BUSY] = { .name = "page_invalidations_busy" },
+	[HMR_CNT_TABLES] = { .name = "page_tables" },
 };
 
 /*
@@ -91,6 +93,7 @@ static void hmr_stats_values(u64 *value, const struct hmr_stats *st, u64 fence_w
 	value[HMR_CNT_PREFETCH] = prefetched_pages;
 	value[HMR_CNT_NONBLOCK] = nonblock;
 	value[HMR_CNT_BUSY] = st->invalidate_busy;
+	value[HMR_CNT_TABLES] = st->tables;
 }
 
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)

@@ -65,6 +65,8 @@ def main():
     reg = load(f"{d}/reg-{k}.csv")
     fault = load(f"{d}/fault-{k}.csv")
     fault72 = load(f"{d}/fault-7.2.csv")
+    share = load(f"{d}/share-{k}.csv")
+    share72 = load(f"{d}/share-7.2.csv")
     perf = load(f"{d}/perftest-{k}.csv")
     memcpy = load(f"{d}/memcpy-smp-{k}.csv")
     wire = load(f"{d}/wire-{k}.csv")
@@ -77,6 +79,7 @@ def main():
     print(f"Goals (kernel {k}; ODP comparisons on 7.2)")
     if "icount" in stages:
         icount_goals(reg, fault, fault72, ratio, gib)
+        share_goals(share, share72, ratio)
     if "perftest" in stages:
         bw_hmr = med(perf, "value", device="hmr0", mode="pinned", test="ib_write_bw", bytes=mib)
         bw_rxe = med(perf, "value", device="rxe0", mode="pinned", test="ib_write_bw", bytes=mib)
@@ -142,6 +145,36 @@ def icount_goals(reg, fault, fault72, ratio, gib):
                     state="dropped")
     goal("first-touch 4 KiB WRITE (7.2): hmr ODP / rxe ODP", ratio(hmr_touch, rxe_touch),
          "<= 0.5", lambda v: v <= 0.5, parts=us(hmr=hmr_touch, rxe=rxe_touch), pu="µs")
+
+
+def share_goals(share, share72, ratio):
+    """One mirror per process (hmr_sharebench, instruction clock): a reg → WRITE → dereg round of
+    a resident 1 MiB buffer beside rxe's, and beside the WRITE alone; MADV_DONTNEED with 10,000
+    MRs over the buffer vs 1; the tables of a sparse 1 TiB ODP MR."""
+    def p50(rows, **m):
+        return med(rows, "p50", **m)
+    rnd = p50(share72, device="hmr0", mode="odp", case="reg_write_dereg")
+    rxe = p50(share72, device="rxe0", mode="odp", case="reg_write_dereg")
+    goal("reg→WRITE→dereg 1 MiB resident (7.2): hmr ODP / rxe ODP", ratio(rnd, rxe), "<= 0.1",
+         lambda v: v <= 0.1, parts=us(hmr=rnd, rxe=rxe), pu="µs")
+    rnd = p50(share, device="hmr0", mode="odp", case="reg_write_dereg")
+    rxe = p50(share, device="rxe0", mode="pinned", case="reg_write_dereg")
+    goal("reg→WRITE→dereg 1 MiB resident: hmr ODP / rxe pinned", ratio(rnd, rxe), "<= 0.01",
+         lambda v: v <= 0.01, parts=us(hmr=rnd, rxe=rxe), pu="µs")
+    use = p50(share, device="hmr0", mode="odp", case="write")
+    goal("reg→WRITE→dereg 1 MiB resident: hmr round / its WRITE alone", ratio(rnd, use),
+         "<= 1.1", lambda v: v <= 1.1, parts=us(round=rnd, write=use), pu="µs")
+    one = p50(share, device="hmr0", mode="odp", case="invalidate", n=1)
+    many = p50(share, device="hmr0", mode="odp", case="invalidate", n=10000)
+    goal("MADV_DONTNEED 1 MiB: 10,000 MRs over it / 1 MR (hmr ODP)", ratio(many, one), "<= 2",
+         lambda v: v <= 2, parts=us(**{"10000": many, "1": one}), pu="µs")
+    many72 = p50(share72, device="hmr0", mode="odp", case="invalidate", n=10000)
+    rxe72 = p50(share72, device="rxe0", mode="odp", case="invalidate", n=10000)
+    goal("MADV_DONTNEED 1 MiB, 10,000 MRs over it (7.2): hmr / rxe ODP", ratio(many72, rxe72),
+         "<= 0.5", lambda v: v <= 0.5, parts=us(hmr=many72, rxe=rxe72), pu="µs")
+    sparse = p50(share, device="hmr0", mode="odp", case="tables_1t_sparse")
+    goal("tables of a 1 TiB ODP MR, 16 pages touched (KiB)",
+         None if sparse is None else sparse / 1024, "<= 256", lambda v: v <= 256, unit="")
 
 
 if __name__ == "__main__":

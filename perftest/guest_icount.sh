@@ -3,17 +3,20 @@
 # instruction-clock guest by run-bench (or by hand: tests/lab/run-guest --icount -- sh
 # perftest/guest_icount.sh /tmp 16777216 16777216 rxe0). For each DEV: registration cost
 # (pinned up to REGMAX, ODP up to ODPMAX), first-touch fault cost (ODP, and present pages),
-# fence latency (ODP); and plain memcpy once. Writes OUT/{reg,fault,fence,memcpy}-<kernel>.csv.
+# fence latency (ODP), the shared mirror's cases (hmr_sharebench: reg/WRITE/dereg rounds,
+# invalidation cost against the number of MRs, page-table bytes); and plain memcpy once.
+# Writes OUT/{reg,fault,fence,share,memcpy}-<kernel>.csv.
 # A device without ODP gets one line in the fault and fence CSVs whose figure is the reason.
 set -u
 out=$1 regmax=$2 odpmax=$3
 shift 3
 bin=build/guest-$(uname -r)/user/perftest
 k=$(uname -r | cut -d. -f1,2)
-reg=$out/reg-$k.csv fault=$out/fault-$k.csv fence=$out/fence-$k.csv
+reg=$out/reg-$k.csv fault=$out/fault-$k.csv fence=$out/fence-$k.csv share=$out/share-$k.csv
 echo device,mode,bytes,reg_ns,dereg_ns,run >"$reg"
 echo device,mode,op,bytes,state,median_ns,p99_ns,iters >"$fault"
 echo device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors >"$fence"
+echo device,mode,case,n,unit,p50,p99,iters >"$share"
 rc=0
 # run CSV TOOL ARGS...: append TOOL's CSV lines (without its header) to CSV; remember failures.
 run() {
@@ -37,6 +40,8 @@ for d in "$@"; do
 	run "$reg" "$bin/hmr_regbench" -d "$d" -o -r 3 -m "$odpmax"
 	echo "[$k] $d: first-touch faults" >&2
 	run "$fault" "$bin/hmr_faultbench" -d "$d" -r 3 -n 30
+	echo "[$k] $d: registration rounds over resident memory" >&2
+	run "$share" "$bin/hmr_sharebench" -d "$d" -n 10
 	"$bin/hmr_faultbench" -d "$d" -o -r 3 -n 30 >"$out/.odp" 2>"$out/.err"
 	case $? in
 	0) tail -n +2 "$out/.odp" >>"$fault" ;;
@@ -52,6 +57,8 @@ for d in "$@"; do
 	esac
 	echo "[$k] $d: fence latency" >&2
 	run "$fence" "$bin/hmr_fencebench" -d "$d" -o -n 50
+	echo "[$k] $d: ODP registration rounds, invalidation against the number of MRs, tables" >&2
+	run "$share" "$bin/hmr_sharebench" -d "$d" -o -n 10
 done
 rm -f "$out/.odp" "$out/.err" "$out/.run"
 "$bin/hmr_memcpy" -r 3 >"$out/memcpy-$k.csv" || rc=1
