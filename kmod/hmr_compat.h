@@ -83,4 +83,25 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #define hmr_udp_tunnel_sock(sock)	(sock)
 #endif
 
+/*
+ * Yield between two chunks of DMA-engine work if the scheduler wants the CPU for another task.
+ * Since 6.13 a kernel may run with lazy preemption (7.2's default), where a wakeup only sets
+ * TIF_NEED_RESCHED_LAZY, cond_resched() does nothing, and a kernel thread copying a long
+ * transfer keeps the CPU until the next tick (4 ms at HZ=250): the thread that unmaps the
+ * memory being written waited that long. Look at both flags then.
+ */
+#include <linux/sched.h>
+#ifdef _TIF_NEED_RESCHED_LAZY
+static inline void hmr_resched(void)
+{
+	if (read_thread_flags() & (_TIF_NEED_RESCHED | _TIF_NEED_RESCHED_LAZY))
+		schedule();
+}
+#else
+static inline void hmr_resched(void)
+{
+	cond_resched();
+}
+#endif
+
 #endif /* HMR_COMPAT_H */

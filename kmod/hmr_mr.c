@@ -307,6 +307,38 @@ struct hmr_fault_buf {
 	u64 pfns[HMR_HUGE_PAGES];
 };
 
+/*
+ * Where a fault window's arrays live: on the stack for a window of up to HMR_CHUNK_PAGES pages
+ * (the default fault_window: no allocation on the first-touch path), else, or once a huge CPU
+ * mapping asks for a 2 MiB block, in a struct hmr_fault_buf. Not zeroed: HMM writes every entry
+ * of the range it walks and reads none (no pfn_flags_mask), and only those are read back.
+ */
+struct hmr_fault_bufs {
+	unsigned long *hpfns;
+	u64 *pfns;
+	struct hmr_fault_buf *heap;
+	unsigned long s_hpfns[HMR_CHUNK_PAGES];
+	u64 s_pfns[HMR_CHUNK_PAGES];
+};
+
+static int hmr_fault_bufs_grow(struct hmr_fault_bufs *b)
+{
+	b->heap = kmalloc(sizeof(*b->heap), GFP_KERNEL);
+	if (!b->heap)
+		return -ENOMEM;
+	b->hpfns = b->heap->hpfns;
+	b->pfns = b->heap->pfns;
+	return 0;
+}
+
+static int hmr_fault_bufs_init(struct hmr_fault_bufs *b, unsigned long npages)
+{
+	b->heap = NULL;
+	b->hpfns = b->s_hpfns;
+	b->pfns = b->s_pfns;
+	return npages <= HMR_CHUNK_PAGES ? 0 : hmr_fault_bufs_grow(b);
+}
+
 /* HMM pfns -> libhmr populate input for @npages pages; returns how many are valid. */
 static unsigned long hmr_mr_pfns(const unsigned long *hpfns, u64 *pfns, unsigned long npages)
 {
@@ -323,26 +355,46 @@ static unsigned long hmr_mr_pfns(const unsigned long *hpfns, u64 *pfns, unsigned
 
 /*
  * THP-aware window: if the CPU maps @addr (HMM output @hpfn) with 2 MiB or more (a THP, a
- * hugetlb page) and the aligned 2 MiB around it lies in @mr, fill @pfns with its 512 pages
+ * hugetlb page) and the aligned 2 MiB around it lies in @mr, fill b->pfns with its 512 pages
  * marked huge (libhmr installs one 2 MiB leaf), set *@first to its start and return true.
  * The CPU mapping covers the whole block, so its pages are contiguous from the block's start.
  */
 static bool hmr_mr_huge_block(struct hmr_mr *mr, unsigned long addr, unsigned long hpfn,
-			      u64 *pfns, unsigned long *first)
+			      struct hmr_fault_bufs *b, unsigned long *first)
 {
 	unsigned long start = round_down(addr, HMR_HUGE_SIZE);
-	u64 pfn, flags;
+	u64 pfn, flags, *pfns;
 	unsigned int i;
 
 	if (!(hpfn & HMM_PFN_VALID) || hmm_pfn_to_map_order(hpfn) < HMR_HUGE_SHIFT - PAGE_SHIFT ||
 	    start < hmr_mr_first(mr) || start + HMR_HUGE_SIZE > hmr_mr_end(mr))
 		return false;
+	if (!b->heap && hmr_fault_bufs_grow(b))
+		return false;	/* no memory for 512 entries: the window's small ones then */
+	pfns = b->pfns;
 	pfn = (hpfn & ~HMM_PFN_FLAGS) - ((addr - start) >> PAGE_SHIFT);
 	flags = HMR_PFN_VALID | HMR_PFN_HUGE | (hpfn & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0);
 	for (i = 0; i < HMR_HUGE_PAGES; i++)
 		pfns[i] = flags | (pfn + i);
 	*first = start;
 	return true;
+}
+
+/*
+ * Release @mm's mmap_lock after a fault; if a writer waited for it (munmap, mmap, mprotect of
+ * the process), step aside for a few microseconds so it runs now. It is runnable once we
+ * unlock, but the scheduler lets a running kernel worker finish its time slice first (EEVDF's
+ * run-to-parity), and the DMA engine's next fault would take the lock again: on one CPU the
+ * unmapping thread waited milliseconds for a lock held for microseconds. Only a contended
+ * lock costs the sleep.
+ */
+static void hmr_mr_mmap_unlock(struct mm_struct *mm)
+{
+	bool waiter = mmap_lock_is_contended(mm);
+
+	mmap_read_unlock(mm);
+	if (waiter)
+		usleep_range(2, 5);
 }
 
 /*
@@ -365,15 +417,44 @@ static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
 	} else {
 		ret = -EFAULT;
 	}
-	mmap_read_unlock(mm);
+	hmr_mr_mmap_unlock(mm);
+	return ret;
+}
+
+/*
+ * Fault the one page at range->start as the CPU's own fault would (fixup_user_fault: no walk
+ * of the page table before it; a write fault if @write), then look the window up to @end with
+ * HMM, under one hold of mmap_lock. HMM's fault path walks the range, faults, then walks it
+ * again; for one page that first walk and the second lock were a sixth of hmr's cost of a
+ * first-touch 4 KiB WRITE. Nothing is pinned: the sequence is taken before the fault, so an
+ * invalidation the fault itself makes (a COW break) or any other makes the look-up stale and
+ * the caller retries. Memory HMM refuses (VM_IO, VM_PFNMAP) is refused before any fault.
+ */
+static int hmr_mr_fault_one(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_range *range,
+			    unsigned long end, bool write)
+{
+	struct vm_area_struct *vma;
+	int ret = -EFAULT;
+
+	range->notifier_seq = mmu_interval_read_begin(&mr->mm->notifier);
+	range->default_flags = 0;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, range->start);
+	if (vma && !(vma->vm_flags & (VM_IO | VM_PFNMAP)))
+		ret = fixup_user_fault(mm, range->start, write ? FAULT_FLAG_WRITE : 0, NULL);
+	if (!ret) {
+		range->end = min(end, vma->vm_end);
+		ret = hmm_range_fault(range);
+	}
+	hmr_mr_mmap_unlock(mm);
 	return ret;
 }
 
 /*
  * Fault [range->start, @fault_end) with @hmm_flags, then look up the whole window up to @end
  * without faulting: HMM faults every page from the first one that needs it to the end of the
- * range it walks, so the pages an access needs are faulted in a range of their own. Sets
- * range->end and range->notifier_seq for the look-up.
+ * range it walks, so the pages an access needs are faulted in a range of their own (one page
+ * by hmr_mr_fault_one()). Sets range->end and range->notifier_seq for the look-up.
  */
 static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 				     struct hmm_range *range, unsigned long fault_end,
@@ -381,6 +462,8 @@ static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 {
 	int ret;
 
+	if ((hmm_flags & HMM_PFN_REQ_FAULT) && fault_end == range->start + PAGE_SIZE)
+		return hmr_mr_fault_one(mr, mm, range, end, hmm_flags & HMM_PFN_REQ_WRITE);
 	range->default_flags = hmm_flags;
 	if (fault_end < end) {
 		ret = hmr_mr_hmm_fault(mr, mm, range, fault_end);
@@ -420,35 +503,37 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		.start = addr,
 	};
 	unsigned long first, npages, valid;
-	struct hmr_fault_buf *fb;
+	struct hmr_fault_bufs b;
 	unsigned int tries = 0;
+	bool own;
 	int ret;
 
 	end = min(addr + READ_ONCE(hmr_fault_window) * PAGE_SIZE, end);
 	fault_end = clamp(PAGE_ALIGN(fault_end), addr + PAGE_SIZE, end);
 	*installed = 0;
-	fb = kzalloc(sizeof(*fb), GFP_KERNEL);
-	if (!fb)
+	if (hmr_fault_bufs_init(&b, (end - addr) >> PAGE_SHIFT))
 		return -ENOMEM;
-	range.hmm_pfns = fb->hpfns;
+	/* The caller's own mm (a doorbell in the owner's system call) is held by the caller. */
+	own = mm == current->mm;
 	ret = -EFAULT;
-	if (!mmget_not_zero(mm))
+	if (!own && !mmget_not_zero(mm))
 		goto out_free;
 	do {
 		*next = end;
+		range.hmm_pfns = b.hpfns;
 		ret = hmr_mr_fault_then_look_up(mr, mm, &range, fault_end, end, hmm_flags);
 		if (ret)
 			continue;	/* -EBUSY (the range changed) retries */
-		if (hmr_mr_huge_block(mr, addr, fb->hpfns[0], fb->pfns, &first)) {
+		if (hmr_mr_huge_block(mr, addr, b.hpfns[0], &b, &first)) {
 			npages = HMR_HUGE_PAGES;
 			valid = npages;
 		} else {
 			first = addr;
 			npages = (range.end - addr) >> PAGE_SHIFT;
-			valid = hmr_mr_pfns(fb->hpfns, fb->pfns, npages);
+			valid = hmr_mr_pfns(b.hpfns, b.pfns, npages);
 		}
 		*next = first + npages * PAGE_SIZE;
-		ret = hmr_window_populate(&mr->win, first, npages, fb->pfns, range.notifier_seq);
+		ret = hmr_window_populate(&mr->win, first, npages, b.pfns, range.notifier_seq);
 		if (ret == -EAGAIN) {
 			ret = -EBUSY;
 		} else if (!ret) {
@@ -459,11 +544,12 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		if (ret == -EBUSY)
 			cond_resched();
 	} while (ret == -EBUSY && (++tries < HMR_FAULT_TRIES || time_before(jiffies, timeout)));
-	mmput(mm);
+	if (!own)
+		mmput(mm);
 	if (ret && ret != -ENOMEM)
 		ret = -EFAULT;
 out_free:
-	kfree(fb);
+	kfree(b.heap);
 	return ret;
 }
 
@@ -548,7 +634,14 @@ int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flag
 
 /*
  * Begin the access to the first chunk of [va, va + len): returns 0 with the chunk in flight
- * (hmr_access_end() when done), or -EFAULT. Faults what is missing (struct hmr_fault_bound).
+ * and preemption off (hmr_mr_chunks_end() when done), or -EFAULT. Faults what is missing
+ * (struct hmr_fault_bound).
+ *
+ * A chunk is copied with preemption off, from the claim of its in-flight slot to its release:
+ * an invalidation that finds a chunk in flight then waits for a copy of at most
+ * HMR_CHUNK_PAGES pages (64 KiB of memcpy) that is running, never for a holder the scheduler
+ * put aside. With full or lazy preemption (7.2's default) a preempted holder made a busy
+ * fence wait for whole time slices of other tasks.
  */
 static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsigned long va,
 			       size_t len, bool write)
@@ -558,9 +651,11 @@ static int hmr_mr_access_begin(struct hmr_mr *mr, struct hmr_access *acc, unsign
 
 	hmr_fault_bound_start(&b);
 	for (;;) {
+		preempt_disable();
 		ret = hmr_window_access_begin(&mr->win, acc, va, len, write);
 		if (!ret)
 			return 0;
+		preempt_enable();
 		if (ret == -ENOENT)
 			atomic64_inc(&mr->access_faults);
 		/* Checked after the access, so a fault that succeeded slowly is still used. */
@@ -596,13 +691,25 @@ module_param_cb(chunk_hold_us, &hmr_chunk_hold_ops, &hmr_chunk_hold_us, 0644);
 MODULE_PARM_DESC(chunk_hold_us,
 		 "tests only: microseconds each copied chunk stays in flight (0-100000, default 0)");
 
-/* Hold the chunk just copied in flight for chunk_hold_us (tests; sleeps, process context). */
-static void hmr_mr_chunk_hold(void)
+/*
+ * End the chunks @a (of @ma) and, if not NULL, @b (of @mb) begun with hmr_mr_access_begin()
+ * (preemption off since). With chunk_hold_us (tests) they first stay in flight that long,
+ * preemption back on: the holder sleeps.
+ */
+static void hmr_mr_chunks_end(struct hmr_mirror *ma, struct hmr_access *a,
+			      struct hmr_mirror *mb, struct hmr_access *b)
 {
 	unsigned int us = READ_ONCE(hmr_chunk_hold_us);
 
-	if (us)
+	if (us) {
+		preempt_enable();
 		fsleep(us);
+	}
+	hmr_access_end(ma, a);
+	if (b)
+		hmr_access_end(mb, b);
+	if (!us)
+		preempt_enable();
 }
 
 /*
@@ -701,8 +808,8 @@ int hmr_mr_copy(struct hmr_mr *mr, u64 iova, void *buf, size_t len, bool to_mr)
 		if (hmr_mr_access_begin(mr, &acc, va, len, to_mr))
 			return -EFAULT;
 		hmr_mr_copy_chunk(&acc, buf, to_mr);
-		hmr_mr_chunk_hold();
-		hmr_access_end(mr->win.m, &acc);
+		hmr_mr_chunks_end(mr->win.m, &acc, NULL, NULL);
+		hmr_resched();
 		va += acc.len;
 		buf += acc.len;
 		len -= acc.len;
@@ -733,9 +840,10 @@ static void hmr_mr_copy_chunks(struct hmr_access *da, struct hmr_access *sa, siz
 
 /*
  * Copy @len bytes from @src at @src_iova to @dst at @dst_iova directly, one chunk of each in
- * flight at a time (no bounce buffer). Nothing is faulted while a chunk is in flight: a
- * missing destination page releases the source chunk first, so an invalidation never waits
- * for a fault. Returns 0 or -EFAULT with *@dst_failed telling which side failed. Caller
+ * flight at a time (no bounce buffer). Nothing is faulted while a chunk is in flight: the
+ * destination's chunk is taken first (faulting it if missing, with nothing held), and a
+ * missing source page releases it before the source is faulted, so an invalidation never
+ * waits for a fault. Returns 0 or -EFAULT with *@dst_failed telling which side failed. Caller
  * checked both ranges.
  */
 int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src_iova,
@@ -756,32 +864,31 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		return hmr_mr_copy(src, src_iova, (void *)(uintptr_t)dst_iova, len, false);
 	hmr_fault_bound_start(&b);
 	while (len) {
-		if (hmr_mr_access_begin(src, &sa, sva, len, false))
+		/* The destination first: it is the side a first touch finds missing. */
+		if (hmr_mr_access_begin(dst, &da, dva, len, true)) {
+			*dst_failed = true;
 			return -EFAULT;
-		ret = hmr_window_access_begin(&dst->win, &da, dva, sa.len, true);
+		}
+		ret = hmr_window_access_begin(&src->win, &sa, sva, da.len, false);
 		if (ret) {
-			hmr_access_end(src->win.m, &sa);
+			hmr_access_end(dst->win.m, &da);
+			preempt_enable();
 			if (ret == -ENOENT)
-				atomic64_inc(&dst->access_faults);
-			if (hmr_fault_bound_over(&b)) {
-				*dst_failed = true;
+				atomic64_inc(&src->access_faults);
+			if (hmr_fault_bound_over(&b))
 				return -EFAULT;
-			}
 			if (ret == -ENOENT)
-				ret = hmr_mr_fault(dst, &b, da.fault_addr, dva + len, true);
+				ret = hmr_mr_fault(src, &b, sa.fault_addr, sva + len, false);
 			else if (ret == -EBUSY)
 				cond_resched();	/* every in-flight slot is taken */
-			if (ret && ret != -EBUSY) {
-				*dst_failed = true;
+			if (ret && ret != -EBUSY)
 				return -EFAULT;
-			}
 			continue;
 		}
 		ret = min(sa.len, da.len);
 		hmr_mr_copy_chunks(&da, &sa, ret);
-		hmr_mr_chunk_hold();
-		hmr_access_end(dst->win.m, &da);
-		hmr_access_end(src->win.m, &sa);
+		hmr_mr_chunks_end(dst->win.m, &da, src->win.m, &sa);
+		hmr_resched();
 		dva += ret;
 		sva += ret;
 		len -= ret;
@@ -821,6 +928,7 @@ int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u
 	if (kaddr) {
 		kunmap_local(kaddr);
 		hmr_access_end(mr->win.m, &acc);
+		preempt_enable();
 	}
 	*orig = old;
 	return 0;

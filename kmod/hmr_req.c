@@ -85,7 +85,7 @@ static int hmr_sgl_copy_direct(struct hmr_sgl *dst, struct hmr_sgl *src, u64 len
 		in.off += n;
 		out.off += n;
 		len -= n;
-		cond_resched();
+		hmr_resched();
 	}
 	return 0;
 }
@@ -386,7 +386,7 @@ static void hmr_req_run(struct hmr_qp *qp, u64 budget)
 			hmr_qp_set_error(qp);
 			return;
 		}
-		cond_resched();
+		hmr_resched();
 	}
 }
 

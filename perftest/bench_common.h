@@ -19,6 +19,7 @@
 struct bench {
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
+	struct ibv_comp_channel *ch;	/* the CQ's completion channel (bench_wait_cq) */
 	struct ibv_cq *cq;
 	struct ibv_qp *qp[2];	/* qp[0] requester, qp[1] its responder (and vice versa) */
 };
@@ -43,8 +44,13 @@ int bench_check_odp(struct bench *b, const char *prog);
 /* Post one signaled RDMA OP (WRITE or READ) of LEN bytes from/to LOCAL to/from REMOTE. */
 int bench_post(struct bench *b, enum ibv_wr_opcode op, void *local, uint32_t lkey, size_t len,
 	       void *remote, uint32_t rkey, uint64_t wr_id);
-/* Busy-poll one completion into WC: 1 if one arrived, 0 on timeout, -1 if polling failed. */
+/* Poll one completion into WC (spin briefly, then sleep on the channel): 1 if one arrived, 0 on
+ * timeout, -1 if polling failed. */
 int bench_poll(struct bench *b, struct ibv_wc *wc, uint64_t timeout_ns);
+/* Arm the CQ and sleep until its completion channel fires or TIMEOUT_MS pass: 1 (an event;
+ * poll the CQ), 0 (timeout) or -1. A completion that came before the arming is found by the
+ * caller's next poll: poll, wait, poll. */
+int bench_wait_cq(struct bench *b, int timeout_ms);
 /* Post one WR and wait for its completion; 0, or prints why and returns -1. */
 int bench_rdma_sync(struct bench *b, enum ibv_wr_opcode op, void *local, uint32_t lkey,
 		    size_t len, void *remote, uint32_t rkey);
@@ -52,7 +58,7 @@ int bench_rdma_sync(struct bench *b, enum ibv_wr_opcode op, void *local, uint32_
 void *bench_map(size_t size, size_t align);
 void bench_unmap(void *p, size_t size);
 /* Map LEN bytes aligned to ALIGN, madvise ADVICE (unless -1), fill with FILL, register with
- * ACCESS. 0, or prints why and returns -1 (bench_buf_fini undoes a partial init). */
+ * ACCESS (unless negative: a plain mapping). 0, or prints why and returns -1 (bench_buf_fini undoes a partial init). */
 int bench_buf_init(struct bench *b, struct bench_buf *m, size_t len, size_t align, int advice,
 		   int fill, int access);
 void bench_buf_fini(struct bench_buf *m);

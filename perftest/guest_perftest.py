@@ -92,6 +92,12 @@ def main():
     a = ap.parse_args()
     modes = (a.mode or []) + (["odp"] if a.odp else []) or ["pinned"]
     kernel = ".".join(os.uname().release.split(".")[:2])
+    # the lab's debugging aid (check every page the DMA engine touches) off: hmr as installed
+    try:
+        with open("/sys/module/hmr/parameters/check_pages", "w") as f:
+            f.write("N")
+    except OSError:
+        pass
     port = 18515
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f)

@@ -3,14 +3,16 @@
  * hmr_faultbench: cost of an RDMA WRITE / READ whose target pages are not present (first touch).
  *
  *   hmr_faultbench -d DEV [-o] [-r REPEAT] [-n ITERS]
+ *   hmr_faultbench -d cpu [-r REPEAT] [-n ITERS]
  *
  * qp[0] writes into / reads from a target region of the same process through qp[1] (one
  * device, RoCEv2 GID 1). The target is registered with IBV_ACCESS_ON_DEMAND (-o) or normally;
  * the local buffer is always a normal MR. Cases, each timed over ITERS iterations (after one
  * untimed warm-up) as post + poll of one signaled WR, clock_gettime(CLOCK_MONOTONIC):
- *   bytes 4096     one 4 KiB page of a MADV_NOHUGEPAGE mapping
- *   bytes 2097152  a 2 MiB aligned MADV_HUGEPAGE mapping (THP-backed when the device faults it
- *                  in; a note on stderr says if the kernel did not give it a huge page)
+ *   bytes 4096     one 4 KiB page of a MADV_NOHUGEPAGE mapping (backing 4k)
+ *   bytes 2097152  a 2 MiB aligned MADV_NOHUGEPAGE mapping: 512 pages of 4 KiB (backing 4k),
+ *                  and a 2 MiB aligned MADV_HUGEPAGE one (backing thp: THP-backed when the
+ *                  device faults it in; a note on stderr says if the kernel gave no huge page)
  *   state dropped  the target was MADV_DONTNEED'd before each iteration, so every WR faults
  *                  (a WRITE allocates fresh pages, a READ maps the zero page) -- with -o only:
  *                  a pinned MR keeps the old pages after MADV_DONTNEED, so without -o only the
@@ -19,8 +21,11 @@
  * Every transfer is verified (a WRITE's pattern in the target, a READ's pattern -- or zeros
  * from dropped pages -- in the local buffer); a mismatch is an error (exit 1). Prints one CSV
  * line per case and repeat (-r, default 1):
- *   device,mode,op,bytes,state,median_ns,p99_ns,iters
+ *   device,mode,op,bytes,state,median_ns,p99_ns,iters,backing
  * mode is odp or pinned. Exit 77 if -o and DEV has no RC ODP for WRITE and READ.
+ * -d cpu: no device; the CPU's own first touch of the same targets, the physical floor of any
+ * fault: memset of the target after MADV_DONTNEED (dropped) and of present pages (present),
+ * as device cpu, mode cpu, op write.
  */
 #define _GNU_SOURCE
 #include "bench_common.h"
@@ -40,7 +45,7 @@ struct fb {
 	struct bench b;
 	const char *dev;
 	int odp, iters;
-	struct bench_buf local, small, huge;
+	struct bench_buf local, small, small2m, huge;
 	uint64_t *lat;
 };
 
@@ -48,7 +53,37 @@ struct fcase {
 	enum ibv_wr_opcode op;
 	size_t bytes;
 	int dropped;
+	int thp;		/* the 2 MiB target is the MADV_HUGEPAGE one */
 };
+
+static int is_cpu(const struct fb *f)
+{
+	return !strcmp(f->dev, "cpu");
+}
+
+static struct bench_buf *target(struct fb *f, const struct fcase *c)
+{
+	if (c->bytes == SMALL)
+		return &f->small;
+	return c->thp ? &f->huge : &f->small2m;
+}
+
+/* The CPU's own first touch (dropped) or write of present pages: memset of the target. */
+static int cpu_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_t *ns)
+{
+	struct bench_buf *t = target(f, c);
+	unsigned char pat = 1 + i % 251;
+	uint64_t t0;
+
+	if (c->dropped && madvise(t->buf, c->bytes, MADV_DONTNEED)) {
+		perror("madvise(MADV_DONTNEED)");
+		return -1;
+	}
+	t0 = now_ns();
+	memset(t->buf, pat, c->bytes);
+	*ns = now_ns() - t0;
+	return bench_check_fill(t->buf, c->bytes, pat) == c->bytes ? 0 : -1;
+}
 
 /* AnonHugePages (kB) of the mapping that holds ADDR, from /proc/self/smaps; -1 if unknown. */
 static long anon_huge_kb(const void *addr)
@@ -73,7 +108,7 @@ static long anon_huge_kb(const void *addr)
 /* One iteration of case C: prepare buffers (untimed), time post + poll into *NS, verify. */
 static int one_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_t *ns)
 {
-	struct bench_buf *t = c->bytes > SMALL ? &f->huge : &f->small;
+	struct bench_buf *t = target(f, c);
 	int write = c->op == IBV_WR_RDMA_WRITE;
 	unsigned char pat = 1 + i % 251, want = write || !c->dropped ? pat : 0;
 	char *dst = write ? t->buf : f->local.buf;
@@ -105,16 +140,21 @@ static int run_case(struct fb *f, const struct fcase *c)
 {
 	uint64_t ns;
 
-	for (int i = -1; i < f->iters; i++)	/* i == -1: untimed warm-up */
-		if (one_iter(f, c, (unsigned int)(i + 1), i < 0 ? &ns : &f->lat[i]))
+	for (int i = -1; i < f->iters; i++) {	/* i == -1: untimed warm-up */
+		uint64_t *out = i < 0 ? &ns : &f->lat[i];
+
+		if (is_cpu(f) ? cpu_iter(f, c, (unsigned int)(i + 1), out) :
+				one_iter(f, c, (unsigned int)(i + 1), out))
 			return -1;
-	if (c->bytes == HUGE && c->op == IBV_WR_RDMA_WRITE && anon_huge_kb(f->huge.buf) == 0)
+	}
+	if (c->thp && c->op == IBV_WR_RDMA_WRITE && anon_huge_kb(f->huge.buf) == 0)
 		fprintf(stderr, "note: the 2 MiB target is not THP-backed after %s writes\n",
 			c->dropped ? "faulting" : "present");
-	printf("%s,%s,%s,%zu,%s,%" PRIu64 ",%" PRIu64 ",%d\n", f->dev, f->odp ? "odp" : "pinned",
+	printf("%s,%s,%s,%zu,%s,%" PRIu64 ",%" PRIu64 ",%d,%s\n", f->dev,
+	       is_cpu(f) ? "cpu" : f->odp ? "odp" : "pinned",
 	       c->op == IBV_WR_RDMA_WRITE ? "write" : "read", c->bytes,
 	       c->dropped ? "dropped" : "present", bench_percentile(f->lat, f->iters, 50),
-	       bench_percentile(f->lat, f->iters, 99), f->iters);
+	       bench_percentile(f->lat, f->iters, 99), f->iters, c->thp ? "thp" : "4k");
 	fflush(stdout);
 	return 0;
 }
@@ -122,17 +162,20 @@ static int run_case(struct fb *f, const struct fcase *c)
 static int run_all(struct fb *f, int repeat)
 {
 	static const enum ibv_wr_opcode ops[] = { IBV_WR_RDMA_WRITE, IBV_WR_RDMA_READ };
-	static const size_t sizes[] = { SMALL, HUGE };
+	static const struct { size_t bytes; int thp; } tgt[] = {
+		{ SMALL, 0 }, { HUGE, 0 }, { HUGE, 1 },
+	};
+	int nops = is_cpu(f) ? 1 : 2;
 
-	if (!f->odp)
+	if (!f->odp && !is_cpu(f))
 		fprintf(stderr, "note: pinned MR: only the present cases run (after MADV_DONTNEED "
 			"a pinned MR keeps the old pages)\n");
-	printf("device,mode,op,bytes,state,median_ns,p99_ns,iters\n");
+	printf("device,mode,op,bytes,state,median_ns,p99_ns,iters,backing\n");
 	for (int r = 0; r < repeat; r++)
-		for (int dropped = f->odp; dropped >= 0; dropped--)
-			for (int s = 0; s < 2; s++)
-				for (int o = 0; o < 2; o++) {
-					struct fcase c = { ops[o], sizes[s], dropped };
+		for (int dropped = f->odp || is_cpu(f); dropped >= 0; dropped--)
+			for (int s = 0; s < 3; s++)
+				for (int o = 0; o < nops; o++) {
+					struct fcase c = { ops[o], tgt[s].bytes, dropped, tgt[s].thp };
 
 					if (run_case(f, &c))
 						return -1;
@@ -143,9 +186,13 @@ static int run_all(struct fb *f, int repeat)
 static int setup(struct fb *f)
 {
 	int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
-		     (f->odp ? IBV_ACCESS_ON_DEMAND : 0);
-	int err = bench_start(&f->b, "hmr_faultbench", f->dev, f->odp, 4);
+		     (f->odp ? IBV_ACCESS_ON_DEMAND : 0), local = IBV_ACCESS_LOCAL_WRITE;
+	int err = 0;
 
+	if (is_cpu(f))
+		access = local = -1;	/* no device: plain mappings, nothing registered */
+	else
+		err = bench_start(&f->b, "hmr_faultbench", f->dev, f->odp, 4);
 	if (err)
 		return err;
 	f->lat = calloc(f->iters, sizeof(*f->lat));
@@ -153,8 +200,9 @@ static int setup(struct fb *f)
 		perror("hmr_faultbench: calloc");
 		return 1;
 	}
-	if (bench_buf_init(&f->b, &f->local, HUGE, SMALL, -1, 0, IBV_ACCESS_LOCAL_WRITE) ||
+	if (bench_buf_init(&f->b, &f->local, HUGE, SMALL, -1, 0, local) ||
 	    bench_buf_init(&f->b, &f->small, SMALL, SMALL, MADV_NOHUGEPAGE, 0, access) ||
+	    bench_buf_init(&f->b, &f->small2m, HUGE, HUGE, MADV_NOHUGEPAGE, 0, access) ||
 	    bench_buf_init(&f->b, &f->huge, HUGE, HUGE, MADV_HUGEPAGE, 0, access))
 		return 1;
 	return 0;
@@ -163,6 +211,7 @@ static int setup(struct fb *f)
 static void teardown(struct fb *f)
 {
 	bench_buf_fini(&f->huge);
+	bench_buf_fini(&f->small2m);
 	bench_buf_fini(&f->small);
 	bench_buf_fini(&f->local);
 	free(f->lat);

@@ -13,7 +13,16 @@
  * Each busy sample waits until two more writes completed since the previous one. The baseline
  * rows (dontneed_idle, remap_idle) time the same operations with no traffic, each on a slice
  * that one RDMA WRITE just faulted in. Prints:
- *   device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors
+ *   device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors,cpu_p50_ns,cpu_p99_ns,
+ *   fence_waits,fence_wait_ns,wall_ns,cpu_ns,runq_ns,blocked_ns
+ * Where the time goes: cpu_* are the same operations timed by the thread's own CPU clock
+ * (CLOCK_THREAD_CPUTIME_ID); wall_ns, cpu_ns, runq_ns and blocked_ns are sums over the row's
+ * samples of the wall time, the CPU time, the time the thread waited runnable for a CPU and
+ * the time it was blocked (mmap_lock, a fence: D state), these two from the scheduler's
+ * statistics (/proc/thread-self/sched, with kernel.sched_schedstats turned on; empty without);
+ * fence_waits and fence_wait_ns are the device's page_fence_waits and page_fence_wait_ns
+ * counters over the row's phase (empty where the device has none): the part of the blocked
+ * time the invalidations spent waiting for chunks, the rest is mmap_lock.
  * writes is the number of WRITE completions during that row's phase and wr_errors how many of
  * them had an error status (a device may fail a WRITE that races with munmap: the writer counts
  * it, resets both QPs and goes on). Data check: after the writer stops every byte is 0 or its
@@ -49,7 +58,9 @@ struct fence {
 	const char *dev;
 	int samples;
 	struct bench_buf region, src;
-	uint64_t *lat;
+	uint64_t *lat, *cpu;
+	uint64_t runq, blocked;	/* sums over the phase's timed operations (schedstats) */
+	int schedstats;		/* the fields are there */
 	atomic_int stop, failed;
 	atomic_uint cur;		/* slice of the oldest WRITE in flight */
 	atomic_ulong writes, errors;	/* completions, and those with an error status */
@@ -107,7 +118,18 @@ static void *writer(void *arg)
 		int broken = writer_fill(f, &next, &outstanding);
 
 		atomic_store(&f->cur, (next + NSLICES - outstanding) % NSLICES);
-		if (!broken && outstanding && ibv_poll_cq(f->b.cq, 1, &wc) == 1) {
+		if (!broken && outstanding) {
+			int n = ibv_poll_cq(f->b.cq, 1, &wc);
+
+			/* none yet: sleep, not spin, so the one CPU of the instruction-clock guest
+			 * is the device's and the timed thread's (poll, wait, poll: none missed) */
+			if (n == 0 && bench_wait_cq(&f->b, 100) >= 0)
+				continue;
+			if (n <= 0) {
+				fprintf(stderr, "hmr_fencebench: polling the CQ failed\n");
+				atomic_store(&f->failed, 1);
+				return NULL;
+			}
 			outstanding--;
 			atomic_fetch_add(&f->writes, 1);
 			if (wc.status != IBV_WC_SUCCESS) {
@@ -144,30 +166,131 @@ static int do_op(char *p, enum fop op)
 	return 0;
 }
 
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Scheduler statistics of this thread: wait_sum (runnable) and sum_block_runtime, in ns. */
+static int sched_stats(uint64_t *runq, uint64_t *blocked)
+{
+	char line[256], name[64];
+	int found = 0;
+	double ms;
+	FILE *f = fopen("/proc/thread-self/sched", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s : %lf", name, &ms) != 2)
+			continue;
+		if (!strcmp(name, "wait_sum") && ++found)
+			*runq = (uint64_t)(ms * 1e6);
+		else if (!strcmp(name, "sum_block_runtime") && ++found)
+			*blocked = (uint64_t)(ms * 1e6);
+	}
+	if (f)
+		fclose(f);
+	return found == 2 ? 0 : -1;
+}
+
+/* Turn the scheduler's statistics on (root); 1 if this thread's are readable then. */
+static int schedstats_on(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/sched_schedstats", "w");
+	uint64_t r, b;
+
+	if (f) {
+		fputs("1", f);
+		fclose(f);
+	}
+	return !sched_stats(&r, &b);
+}
+
 static int timed_op(struct fence *f, int i, enum fop op, unsigned int slice)
 {
-	uint64_t t0 = now_ns();
+	uint64_t r0 = 0, b0 = 0, r1 = 0, b1 = 0, c0, t0;
 
+	sched_stats(&r0, &b0);
+	c0 = cpu_ns();
+	t0 = now_ns();
 	if (do_op(f->region.buf + slice * SLICE, op))
 		return -1;
 	f->lat[i] = now_ns() - t0;
+	f->cpu[i] = cpu_ns() - c0;
+	if (!sched_stats(&r1, &b1)) {
+		f->runq += r1 - r0;
+		f->blocked += b1 - b0;
+	}
 	return 0;
 }
 
+/* The device's hw counter NAME, or -1 if it has none. */
+static long long counter(struct fence *f, const char *name)
+{
+	char path[256];
+	long long v = -1;
+	FILE *c;
+
+	usleep(20000);	/* the core caches hw counters for 10 ms */
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/%s", f->dev,
+		 name);
+	c = fopen(path, "r");
+	if (!c)
+		return -1;
+	if (fscanf(c, "%lld", &v) != 1)
+		v = -1;
+	fclose(c);
+	return v;
+}
+
+/* The fence counters at the start of a phase. */
+struct fence_cnt {
+	long long waits, ns;
+};
+
+static void fence_cnt(struct fence *f, struct fence_cnt *c)
+{
+	c->waits = counter(f, "page_fence_waits");
+	c->ns = counter(f, "page_fence_wait_ns");
+}
+
 static void print_row(struct fence *f, const char *op, unsigned long writes,
-		      unsigned long errors)
+		      unsigned long errors, const struct fence_cnt *c0)
 {
 	uint64_t p50 = bench_percentile(f->lat, f->samples, 50);
+	struct fence_cnt c;
+	char fw[64] = ",";
 
-	printf("%s,%s,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%lu,%lu\n", f->dev, op, f->samples,
-	       p50, bench_percentile(f->lat, f->samples, 99), f->lat[f->samples - 1], writes,
-	       errors);
+	uint64_t wall = 0, cpu = 0;
+	char st[64] = ",";
+
+	for (int i = 0; i < f->samples; i++) {
+		wall += f->lat[i];
+		cpu += f->cpu[i];
+	}
+	fence_cnt(f, &c);
+	if (c0->waits >= 0 && c.waits >= 0)
+		snprintf(fw, sizeof(fw), "%lld,%lld", c.waits - c0->waits, c.ns - c0->ns);
+	if (f->schedstats)
+		snprintf(st, sizeof(st), "%" PRIu64 ",%" PRIu64, f->runq, f->blocked);
+	printf("%s,%s,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%lu,%lu,%" PRIu64 ",%" PRIu64
+	       ",%s,%" PRIu64 ",%" PRIu64 ",%s\n",
+	       f->dev, op, f->samples, p50, bench_percentile(f->lat, f->samples, 99),
+	       f->lat[f->samples - 1], writes, errors, bench_percentile(f->cpu, f->samples, 50),
+	       bench_percentile(f->cpu, f->samples, 99), fw, wall, cpu, st);
 	fflush(stdout);
+	f->runq = 0;
+	f->blocked = 0;
 }
 
 /* Baseline: fault a slice in with one verified WRITE, then time OP on it; no other traffic. */
 static int run_idle(struct fence *f, enum fop op)
 {
+	struct fence_cnt c0;
+
+	fence_cnt(f, &c0);
 	for (int i = 0; i < f->samples; i++) {
 		char *p = f->region.buf + (i % NSLICES) * SLICE;
 
@@ -181,24 +304,26 @@ static int run_idle(struct fence *f, enum fop op)
 		if (timed_op(f, i, op, i % NSLICES))
 			return -1;
 	}
-	print_row(f, op == DONTNEED ? "dontneed_idle" : "remap_idle", f->samples, 0);
+	print_row(f, op == DONTNEED ? "dontneed_idle" : "remap_idle", f->samples, 0, &c0);
 	return 0;
 }
 
 static int run_busy(struct fence *f, enum fop op)
 {
 	unsigned long w0 = atomic_load(&f->writes), e0 = atomic_load(&f->errors);
+	struct fence_cnt c0;
 
+	fence_cnt(f, &c0);
 	for (int i = 0; i < f->samples; i++) {
 		unsigned long want = atomic_load(&f->writes) + 2;
 
 		while (atomic_load(&f->writes) < want && !atomic_load(&f->failed))
-			sched_yield();
+			usleep(100);	/* asleep, not runnable: no share of the CPU taken */
 		if (atomic_load(&f->failed) || timed_op(f, i, op, atomic_load(&f->cur)))
 			return -1;
 	}
 	print_row(f, op == DONTNEED ? "dontneed_busy" : "remap_busy",
-		  atomic_load(&f->writes) - w0, atomic_load(&f->errors) - e0);
+		  atomic_load(&f->writes) - w0, atomic_load(&f->errors) - e0, &c0);
 	return 0;
 }
 
@@ -253,7 +378,8 @@ static int setup(struct fence *f)
 	if (err)
 		return err;
 	f->lat = calloc(f->samples, sizeof(*f->lat));
-	if (!f->lat) {
+	f->cpu = calloc(f->samples, sizeof(*f->cpu));
+	if (!f->lat || !f->cpu) {
 		perror("hmr_fencebench: calloc");
 		return 1;
 	}
@@ -269,6 +395,7 @@ static void teardown(struct fence *f)
 	bench_buf_fini(&f->region);
 	bench_buf_fini(&f->src);
 	free(f->lat);
+	free(f->cpu);
 	bench_close(&f->b);
 }
 
@@ -292,9 +419,11 @@ int main(int argc, char **argv)
 	}
 	signal(SIGALRM, on_alarm);
 	alarm(ALARM_S);
+	f.schedstats = schedstats_on();
 	rc = setup(&f);
 	if (!rc) {
-		printf("device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors\n");
+		printf("device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors,cpu_p50_ns,"
+		       "cpu_p99_ns,fence_waits,fence_wait_ns,wall_ns,cpu_ns,runq_ns,blocked_ns\n");
 		rc = run_idle(&f, DONTNEED) || run_idle(&f, REMAP) || run_traffic(&f) ||
 		     verify(&f) ? 1 : 0;
 	}

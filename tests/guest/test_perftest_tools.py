@@ -61,8 +61,9 @@ def test_memcpy_one_size():
 def test_faultbench_pinned_present_only():
     rows, err = run_tool("hmr_faultbench", "-d", DEV, "-n", "5")
     assert "only the present cases" in err
-    assert sorted((r["op"], int(r["bytes"])) for r in rows) == [
-        ("read", 4096), ("read", 2097152), ("write", 4096), ("write", 2097152)]
+    assert sorted((r["op"], int(r["bytes"]), r["backing"]) for r in rows) == [
+        ("read", 4096, "4k"), ("read", 2097152, "4k"), ("read", 2097152, "thp"),
+        ("write", 4096, "4k"), ("write", 2097152, "4k"), ("write", 2097152, "thp")]
     assert {(r["device"], r["mode"], r["state"], r["iters"]) for r in rows} == {
         (DEV, "pinned", "present", "5")}
     check_latency_rows(rows, "median_ns", "p99_ns", "iters")
@@ -70,12 +71,46 @@ def test_faultbench_pinned_present_only():
 
 def test_faultbench_odp_dropped_and_present():
     rows, _ = run_tool("hmr_faultbench", "-d", DEV, "-o", "-n", "5", "-r", "2")
-    cases = [(r["op"], int(r["bytes"]), r["state"]) for r in rows]
-    want = {(op, size, state) for op in ("write", "read") for size in (4096, 2097152)
+    cases = [(r["op"], int(r["bytes"]), r["backing"], r["state"]) for r in rows]
+    want = {(op, size, backing, state) for op in ("write", "read")
+            for size, backing in ((4096, "4k"), (2097152, "4k"), (2097152, "thp"))
             for state in ("dropped", "present")}
-    assert len(cases) == 16 and set(cases) == want
+    assert len(cases) == 24 and set(cases) == want
     assert {r["mode"] for r in rows} == {"odp"}
     check_latency_rows(rows, "median_ns", "p99_ns", "iters")
+
+
+def test_faultbench_cpu_floor():
+    """-d cpu: the CPU's own first touch of the same targets, no device."""
+    rows, _ = run_tool("hmr_faultbench", "-d", "cpu", "-n", "3")
+    assert {(r["device"], r["mode"], r["op"]) for r in rows} == {("cpu", "cpu", "write")}
+    assert sorted((int(r["bytes"]), r["backing"], r["state"]) for r in rows) == sorted(
+        (size, backing, state) for size, backing in ((4096, "4k"), (2097152, "4k"),
+                                                      (2097152, "thp"))
+        for state in ("dropped", "present"))
+    check_latency_rows(rows, "median_ns", "p99_ns", "iters")
+    by = {(int(r["bytes"]), r["backing"], r["state"]): int(r["median_ns"]) for r in rows}
+    assert by[(2097152, "4k", "dropped")] > by[(2097152, "4k", "present")]  # it faulted
+
+
+def test_sharebench_rows():
+    rows, _ = run_tool("hmr_sharebench", "-d", DEV, "-n", "3")
+    assert [(r["case"], r["n"]) for r in rows] == [("write", "1"), ("reg_write_dereg", "1")]
+    check_latency_rows(rows, "p50", "p99", "iters")
+
+
+def test_sharebench_odp_rows_on_hmr0():
+    rows, _ = run_tool("hmr_sharebench", "-d", "hmr0", "-o", "-n", "2", timeout=900)
+    assert [(r["case"], r["n"], r["unit"]) for r in rows] == [
+        ("write", "1", "ns"), ("reg_write_dereg", "1", "ns"), ("invalidate", "1", "ns"),
+        ("invalidate", "100", "ns"), ("invalidate", "10000", "ns"),
+        ("tables_4k", "256", "B/GiB"), ("tables_2m", "256", "B/GiB"),
+        ("tables_1t_sparse", "16", "B")]
+    for r in rows:  # tables_2m may be 0: 2 MiB leaves need no table when the directory exists
+        assert (0 <= int(r["p50"]) if r["case"] == "tables_2m" else 0 < int(r["p50"])), r
+        assert int(r["p50"]) <= 10**10, r
+    t = {r["case"]: int(r["p50"]) for r in rows}
+    assert t["tables_2m"] < t["tables_4k"], t  # 2 MiB leaves need no leaf tables
 
 
 def test_fencebench_rows():
@@ -88,6 +123,8 @@ def test_fencebench_rows():
         assert 0 <= int(r["wr_errors"]) <= int(r["writes"]), r
     for r in rows[2:]:  # each busy sample waits for two more completed writes
         assert int(r["writes"]) >= 20, r
+    for r in rows:  # where the time went: the thread's CPU time is part of its wall time
+        assert 0 < int(r["cpu_ns"]) <= int(r["wall_ns"]) * 1.05 + 10**6, r
 
 
 @pytest.mark.parametrize("args", [
