@@ -81,7 +81,8 @@ def main():
     if "icount" in stages:
         icount_goals(reg, fault, fault72, ratio, gib)
         fault_floor_goals({k: fault, "7.2": fault72}, ratio)
-        share_goals(share, share72, ratio)
+        share_goals(share, share72, ratio, load(f"{d}/memcpy-{k}.csv"),
+                    load(f"{d}/memcpy-7.2.csv"), k)
         fence_goals(fence, ratio)
     if "perftest" in stages:
         bw_hmr = med(perf, "value", device="hmr0", mode="pinned", test="ib_write_bw", bytes=mib)
@@ -185,7 +186,7 @@ def fence_goals(fence, ratio):
              lambda v: v <= 0.5, parts=us(hmr=h, rxe=r), pu="µs")
 
 
-def share_goals(share, share72, ratio):
+def share_goals(share, share72, ratio, memcpy_k, memcpy72, kernel):
     """One mirror per process (hmr_sharebench, instruction clock): a reg → WRITE → dereg round of
     a resident 1 MiB buffer beside rxe's, and beside the WRITE alone; MADV_DONTNEED with 10,000
     MRs over the buffer vs 1; the tables of a sparse 1 TiB ODP MR."""
@@ -210,6 +211,13 @@ def share_goals(share, share72, ratio):
     rxe72 = p50(share72, device="rxe0", mode="odp", case="invalidate", n=10000)
     goal("MADV_DONTNEED 1 MiB, 10,000 MRs over it (7.2): hmr / rxe ODP", ratio(many72, rxe72),
          "<= 0.5", lambda v: v <= 0.5, parts=us(hmr=many72, rxe=rxe72), pu="µs")
+    for k, rows, mc_rows in (("K", share, memcpy_k), ("7.2", share72, memcpy72)):
+        w = p50(rows, device="hmr0", mode="pinned", case="write")
+        mc = med(mc_rows, "mb_per_s", op="memcpy", bytes=1 << 20)
+        bw = None if not w else 1e9 / w  # one MiB per w ns, in MiB/s as hmr_memcpy's
+        goal(f"1 MiB WRITE bandwidth, instruction clock ({kernel if k == 'K' else k}): "
+             "hmr / memcpy", ratio(bw, mc), ">= 0.9", lambda v: v >= 0.9,
+             parts={"hmr": bw, "memcpy": mc}, pu="MiB/s")
     sparse = p50(share, device="hmr0", mode="odp", case="tables_1t_sparse")
     goal("tables of a 1 TiB ODP MR, 16 pages touched (KiB)",
          None if sparse is None else sparse / 1024, "<= 256", lambda v: v <= 256, unit="")
