@@ -60,7 +60,7 @@ for d in "$@"; do
 	*) cat "$out/.err" >&2; rc=1; continue ;;
 	esac
 	echo "[$k] $d: fence latency" >&2
-	run "$fence" "$bin/hmr_fencebench" -d "$d" -o -n 50
+	run "$fence" "$bin/hmr_fencebench" -d "$d" -o -n 200
 	echo "[$k] $d: ODP registration rounds, invalidation against the number of MRs, tables" >&2
 	run "$share" "$bin/hmr_sharebench" -d "$d" -o -n 10
 done
