@@ -64,6 +64,8 @@ int bench_buf_init(struct bench *b, struct bench_buf *m, size_t len, size_t alig
 void bench_buf_fini(struct bench_buf *m);
 /* Sort V[N] in place and return its P-th percentile (nearest rank, P in 1..100). */
 uint64_t bench_percentile(uint64_t *v, size_t n, unsigned int p);
+/* The hw counter NAME of port 1 of DEV (after the core's 10 ms cache), or -1 if it has none. */
+long long bench_hw_counter(const char *dev, const char *name);
 /* Offset of the first byte of BUF[LEN] that differs from C, or LEN if none. */
 size_t bench_check_fill(const void *buf, size_t len, unsigned char c);
 

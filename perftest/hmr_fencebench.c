@@ -226,25 +226,6 @@ static int timed_op(struct fence *f, int i, enum fop op, unsigned int slice)
 	return 0;
 }
 
-/* The device's hw counter NAME, or -1 if it has none. */
-static long long counter(struct fence *f, const char *name)
-{
-	char path[256];
-	long long v = -1;
-	FILE *c;
-
-	usleep(20000);	/* the core caches hw counters for 10 ms */
-	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/%s", f->dev,
-		 name);
-	c = fopen(path, "r");
-	if (!c)
-		return -1;
-	if (fscanf(c, "%lld", &v) != 1)
-		v = -1;
-	fclose(c);
-	return v;
-}
-
 /* The fence counters at the start of a phase. */
 struct fence_cnt {
 	long long waits, ns;
@@ -252,8 +233,8 @@ struct fence_cnt {
 
 static void fence_cnt(struct fence *f, struct fence_cnt *c)
 {
-	c->waits = counter(f, "page_fence_waits");
-	c->ns = counter(f, "page_fence_wait_ns");
+	c->waits = bench_hw_counter(f->dev, "page_fence_waits");
+	c->ns = bench_hw_counter(f->dev, "page_fence_wait_ns");
 }
 
 static void print_row(struct fence *f, const char *op, unsigned long writes,

@@ -183,20 +183,7 @@ out:
 /* The device's page_tables counter, or -1 if it has none. */
 static long tables(struct sb *s)
 {
-	char path[256];
-	long v = -1;
-	FILE *f;
-
-	usleep(20000);	/* the core caches hw counters for 10 ms */
-	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/page_tables",
-		 s->dev);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
+	return (long)bench_hw_counter(s->dev, "page_tables");
 }
 
 /* The page_tables counter once tables freed earlier (after an RCU grace period) are gone. */
