@@ -397,51 +397,41 @@ static void hmr_mr_mmap_unlock(struct mm_struct *mm)
 		usleep_range(2, 5);
 }
 
+/* hmr_mr_hmm_fault(): fault range->start first as the CPU would (a read, or a write). */
+enum hmr_fault_first {
+	HMR_FIRST_NONE,
+	HMR_FIRST_READ,
+	HMR_FIRST_WRITE,
+};
+
 /*
  * hmm_range_fault @range from range->start up to @end, clamped to the VMA holding
  * range->start (hmm_range_fault fails a whole range if any page of it is unmapped: an ODP
  * MR may span holes; the next VMA faults later). Sets range->end and range->notifier_seq.
+ *
+ * With @first, the page at range->start is first faulted as the CPU's own fault would
+ * (fixup_user_fault: no walk of the page table before it) under the same hold of mmap_lock,
+ * and @range only looks up. HMM's fault path walks the range, faults, then walks it again;
+ * for one page that first walk and a second lock were a sixth of hmr's cost of a first-touch
+ * 4 KiB WRITE. Nothing is pinned: the sequence is taken before the fault, so an invalidation
+ * the fault itself makes (a COW break) or any other makes the look-up stale and the caller
+ * retries. Memory HMM refuses (VM_IO, VM_PFNMAP) is refused before any fault.
  */
 static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_range *range,
-			    unsigned long end)
-{
-	struct vm_area_struct *vma;
-	int ret;
-
-	range->notifier_seq = mmu_interval_read_begin(&mr->mm->notifier);
-	mmap_read_lock(mm);
-	vma = vma_lookup(mm, range->start);
-	if (vma) {
-		range->end = min(end, vma->vm_end);
-		ret = hmm_range_fault(range);
-	} else {
-		ret = -EFAULT;
-	}
-	hmr_mr_mmap_unlock(mm);
-	return ret;
-}
-
-/*
- * Fault the one page at range->start as the CPU's own fault would (fixup_user_fault: no walk
- * of the page table before it; a write fault if @write), then look the window up to @end with
- * HMM, under one hold of mmap_lock. HMM's fault path walks the range, faults, then walks it
- * again; for one page that first walk and the second lock were a sixth of hmr's cost of a
- * first-touch 4 KiB WRITE. Nothing is pinned: the sequence is taken before the fault, so an
- * invalidation the fault itself makes (a COW break) or any other makes the look-up stale and
- * the caller retries. Memory HMM refuses (VM_IO, VM_PFNMAP) is refused before any fault.
- */
-static int hmr_mr_fault_one(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_range *range,
-			    unsigned long end, bool write)
+			    unsigned long end, enum hmr_fault_first first)
 {
 	struct vm_area_struct *vma;
 	int ret = -EFAULT;
 
 	range->notifier_seq = mmu_interval_read_begin(&mr->mm->notifier);
-	range->default_flags = 0;
 	mmap_read_lock(mm);
 	vma = vma_lookup(mm, range->start);
-	if (vma && !(vma->vm_flags & (VM_IO | VM_PFNMAP)))
-		ret = fixup_user_fault(mm, range->start, write ? FAULT_FLAG_WRITE : 0, NULL);
+	if (vma && first != HMR_FIRST_NONE)
+		ret = vma->vm_flags & (VM_IO | VM_PFNMAP) ? -EFAULT :
+		      fixup_user_fault(mm, range->start,
+				       first == HMR_FIRST_WRITE ? FAULT_FLAG_WRITE : 0, NULL);
+	else if (vma)
+		ret = 0;
 	if (!ret) {
 		range->end = min(end, vma->vm_end);
 		ret = hmm_range_fault(range);
@@ -454,7 +444,7 @@ static int hmr_mr_fault_one(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
  * Fault [range->start, @fault_end) with @hmm_flags, then look up the whole window up to @end
  * without faulting: HMM faults every page from the first one that needs it to the end of the
  * range it walks, so the pages an access needs are faulted in a range of their own (one page
- * by hmr_mr_fault_one()). Sets range->end and range->notifier_seq for the look-up.
+ * by hmr_mr_hmm_fault()'s @first). Sets range->end and range->notifier_seq for the look-up.
  */
 static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 				     struct hmm_range *range, unsigned long fault_end,
@@ -462,16 +452,19 @@ static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 {
 	int ret;
 
-	if ((hmm_flags & HMM_PFN_REQ_FAULT) && fault_end == range->start + PAGE_SIZE)
-		return hmr_mr_fault_one(mr, mm, range, end, hmm_flags & HMM_PFN_REQ_WRITE);
+	if ((hmm_flags & HMM_PFN_REQ_FAULT) && fault_end == range->start + PAGE_SIZE) {
+		range->default_flags = 0;
+		return hmr_mr_hmm_fault(mr, mm, range, end, hmm_flags & HMM_PFN_REQ_WRITE ?
+					HMR_FIRST_WRITE : HMR_FIRST_READ);
+	}
 	range->default_flags = hmm_flags;
 	if (fault_end < end) {
-		ret = hmr_mr_hmm_fault(mr, mm, range, fault_end);
+		ret = hmr_mr_hmm_fault(mr, mm, range, fault_end, HMR_FIRST_NONE);
 		if (ret)
 			return ret;
 		range->default_flags = 0;
 	}
-	return hmr_mr_hmm_fault(mr, mm, range, end);
+	return hmr_mr_hmm_fault(mr, mm, range, end, HMR_FIRST_NONE);
 }
 
 /*
