@@ -14,7 +14,12 @@ LAB_CACHE=${HMR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmr-lab}
 LAB_GUEST_PKGS="build-essential cmake ninja-build pkg-config dpkg-dev kmod iproute2 procps
  util-linux rdma-core libibverbs-dev librdmacm-dev ibverbs-utils rdmacm-utils ibverbs-providers
  perftest python3 python3-pyverbs python3-pytest libnl-3-dev libnl-route-3-dev libudev-dev
- xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin"
+ xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin debhelper dh-dkms lintian"
+# Packages only downloaded into the image's apt cache, not installed: the guest has no network,
+# and the install test (tests/guest/test_hmr_install.py) installs them with hmr's packages from
+# there, as apt on a host would from the archive. (debhelper, dh-dkms and lintian build and
+# check hmr's packages: `make deb`.)
+LAB_GUEST_CACHED="dkms"
 
 # Host packages the lab needs (Debian 12 host).
 LAB_HOST_PKGS="qemu-system-x86 debootstrap cpio busybox-static xz-utils zstd"
@@ -24,10 +29,13 @@ lab_die() { printf '[lab] error: %s\n' "$*" >&2; exit 125; }
 
 # lab_kernel KERNEL: set LAB_KERNEL, LAB_SUITE and LAB_KPKGS for a kernel series.
 lab_kernel() {
-	LAB_KERNEL=$1
+	LAB_KERNEL=$1 LAB_RDMA_SRC_SUITE=
 	case "$1" in
 	6.12) LAB_SUITE=trixie ;;
-	6.1) LAB_SUITE=bookworm ;;
+	# The archive no longer serves bookworm's rdma-core source (44.0): its provider headers come
+	# from trixie's 56.1, which has the same private ABI number (34; build-image checks that the
+	# installed libibverbs exports it, the provider's link checks every symbol it binds to).
+	6.1) LAB_SUITE=bookworm LAB_RDMA_SRC_SUITE=trixie ;;
 	7.2) LAB_SUITE=sid ;;
 	*) lab_die "unknown kernel '$1' (known: 6.12, 7.2, 6.1)" ;;
 	esac
@@ -36,7 +44,7 @@ lab_kernel() {
 
 lab_recipe_hash() {
 	cat "$LAB_DIR/lab.sh" "$LAB_DIR/build-image" "$LAB_DIR/initramfs-init" |
-		{ cat; echo "$LAB_SUITE $LAB_KPKGS"; } | sha256sum | cut -c1-16
+		{ cat; echo "$LAB_SUITE $LAB_KPKGS $LAB_RDMA_SRC_SUITE"; } | sha256sum | cut -c1-16
 }
 
 # lab_paths: set LAB_IMAGE (the image directory) and LAB_ROOT (its root filesystem).
