@@ -161,6 +161,23 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.resize_cq = hmr_resize_cq,
 };
 
+/*
+ * ATOMIC WRITE and RDMA FLUSH exist in the kernel's verbs from 6.2 on: the device advertises
+ * them where its kernel has them, and a QP may ask for them only there.
+ */
+static void hmr_find_missing_send_ops(struct hmr_context *ctx)
+{
+	struct ibv_device_attr_ex attr = {};
+	uint64_t caps = 0;
+
+	if (!ibv_query_device_ex(&ctx->vctx.context, NULL, &attr))
+		caps = attr.device_cap_flags_ex;
+	if (!(caps & IB_UVERBS_DEVICE_ATOMIC_WRITE))
+		ctx->missing_send_ops |= IBV_QP_EX_WITH_ATOMIC_WRITE;
+	if (!(caps & IB_UVERBS_DEVICE_FLUSH_GLOBAL))
+		ctx->missing_send_ops |= HMR_QP_EX_WITH_FLUSH;
+}
+
 static struct verbs_context *hmr_alloc_context(struct ibv_device *ibdev, int cmd_fd,
 					       void *private_data)
 {
@@ -178,6 +195,7 @@ static struct verbs_context *hmr_alloc_context(struct ibv_device *ibdev, int cmd
 		goto err_uninit;
 	}
 	verbs_set_ops(&ctx->vctx, &hmr_ctx_ops);
+	hmr_find_missing_send_ops(ctx);
 	return &ctx->vctx;
 
 err_uninit:

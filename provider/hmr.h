@@ -13,6 +13,13 @@
 #include "../kmod/uapi/hmr-abi.h"
 #include "hmr_ring.h"
 
+/* RDMA FLUSH is in the verbs API since rdma-core 45 (CMake looks for ibv_qp_ex.wr_flush). */
+#ifdef HMR_HAVE_WR_FLUSH
+#define HMR_QP_EX_WITH_FLUSH IBV_QP_EX_WITH_FLUSH
+#else
+#define HMR_QP_EX_WITH_FLUSH 0
+#endif
+
 struct hmr_device {
 	struct verbs_device vdev;
 	uint32_t abi_version;		/* the kernel's uverbs_abi_ver, from sysfs */
@@ -20,6 +27,8 @@ struct hmr_device {
 
 struct hmr_context {
 	struct verbs_context vctx;
+	/* wr_* opcodes the device does not execute (its kernel lacks them): refused at create */
+	uint64_t missing_send_ops;
 };
 
 struct hmr_cq {

@@ -52,12 +52,12 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
 			 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE | \
-			 IBV_QP_EX_WITH_FLUSH)
+			 HMR_QP_EX_WITH_FLUSH)
 /* UC: SENDs and WRITEs, with or without immediate data (nothing comes back). */
 #define HMR_UC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM)
 /* XRC: what RC has but RDMA FLUSH and ATOMIC WRITE. */
-#define HMR_XRC_SEND_OPS (HMR_RC_SEND_OPS & ~(IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_FLUSH))
+#define HMR_XRC_SEND_OPS (HMR_RC_SEND_OPS & ~(IBV_QP_EX_WITH_ATOMIC_WRITE | HMR_QP_EX_WITH_FLUSH))
 
 static uint64_t hmr_qp_send_ops(enum ibv_qp_type type)
 {
@@ -75,7 +75,8 @@ static uint64_t hmr_qp_send_ops(enum ibv_qp_type type)
 	}
 }
 
-static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
+static int hmr_check_qp_init_attr(struct ibv_context *ibctx,
+				  const struct ibv_qp_init_attr_ex *attr)
 {
 	if ((attr->comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS) && attr->create_flags)
 		return EOPNOTSUPP;
@@ -86,7 +87,7 @@ static int hmr_check_qp_init_attr(const struct ibv_qp_init_attr_ex *attr)
 						!(attr->comp_mask & IBV_QP_INIT_ATTR_PD))
 		return EINVAL;
 	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) {
-		uint64_t ops = hmr_qp_send_ops(attr->qp_type);
+		uint64_t ops = hmr_qp_send_ops(attr->qp_type) & ~to_hctx(ibctx)->missing_send_ops;
 
 		if (!ops || (attr->send_ops_flags & ~ops))
 			return EOPNOTSUPP;
@@ -102,7 +103,7 @@ struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_at
 	uint32_t mask;
 	int err, ret;
 
-	err = hmr_check_qp_init_attr(attr);
+	err = hmr_check_qp_init_attr(ibctx, attr);
 	if (err) {
 		errno = err;
 		return NULL;
@@ -118,8 +119,10 @@ struct ibv_qp *hmr_create_qp_ex(struct ibv_context *ibctx, struct ibv_qp_init_at
 	ret = ibv_cmd_create_qp_ex(ibctx, &qp->vqp, attr, &cmd, sizeof(cmd), &resp.ibv_resp,
 				   sizeof(resp));
 	attr->comp_mask = mask;
-	if (ret)
+	if (ret) {
+		errno = ret;
 		goto err_locks;
+	}
 	if (hmr_qp_map_rings(qp, ibctx->cmd_fd, &resp.drv))
 		goto err_destroy;
 	qp->cap = attr->cap;

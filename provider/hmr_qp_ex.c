@@ -119,11 +119,13 @@ static void hmr_wr_atomic_write(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t 
 	hmr_wr_atomic(ibqp, HMR_WR_ATOMIC_WRITE, rkey, remote_addr, v, 0);
 }
 
+#ifdef HMR_HAVE_WR_FLUSH
 static void hmr_wr_flush(struct ibv_qp_ex *ibqp, uint32_t rkey, uint64_t remote_addr,
 			 size_t len, uint8_t type, uint8_t level)
 {
 	hmr_wr_atomic(ibqp, HMR_WR_FLUSH, rkey, remote_addr, len, type | (uint64_t)level << 8);
 }
+#endif
 
 static void hmr_wr_set_sge_list(struct ibv_qp_ex *ibqp, size_t num_sge,
 				const struct ibv_sge *sg_list)
@@ -254,8 +256,10 @@ void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 		q->wr_atomic_fetch_add = hmr_wr_atomic_fetch_add;
 	if (send_ops_flags & IBV_QP_EX_WITH_ATOMIC_WRITE)
 		q->wr_atomic_write = hmr_wr_atomic_write;
+#ifdef HMR_HAVE_WR_FLUSH
 	if (send_ops_flags & IBV_QP_EX_WITH_FLUSH)
 		q->wr_flush = hmr_wr_flush;
+#endif
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		q->wr_set_ud_addr = hmr_wr_set_ud_addr;
 	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
