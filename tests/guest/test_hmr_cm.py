@@ -270,7 +270,10 @@ def test_libfabric_verbs_msg_pingpong():
     """libfabric's verbs provider (FI_EP_MSG endpoints are rdma_cm connections): fi_pingpong
     runs its message sizes up to 1 MiB, 50 round trips each (the server binds hmrcm's address:
     without it libfabric would pick the first verbs domain, rxe0 or hmr0 on lo)."""
-    server = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-s", ADDR, "-I", "50"]
+    # fabtests before 1.18 (bookworm's 1.17) have no -s: there the domain is named (-d) instead.
+    usage = subprocess.run(["fi_pingpong", "-h"], capture_output=True, text=True).stdout
+    bind = ["-s", ADDR] if "-s <" in usage else ["-d", DEV]
+    server = ["fi_pingpong", "-p", "verbs", "-e", "msg", *bind, "-I", "50"]
     client = ["fi_pingpong", "-p", "verbs", "-e", "msg", "-I", "50", ADDR]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(server, stdout=log, stderr=subprocess.STDOUT)
@@ -462,8 +465,17 @@ def rdmacm_suite(hmrcm, tmp_path_factory):
     return run_module(top, "test_rdmacm", DEV)
 
 
+def skip_if_no_netdev_lookup(r):
+    """rdma-core 44 (bookworm) finds a device's netdev only under its parent device
+    (/sys/class/infiniband/DEV/device/net), which a software device on a dummy netdev lacks:
+    every case skips there, on hmr as on rxe. The other tests here run rdma_cm on that kernel."""
+    if r["tests"] and all(t[1] == "skipped" and "have net interface" in t[2] for t in r["tests"]):
+        pytest.skip("this rdma-core's test_rdmacm cannot find a software device's netdev")
+
+
 def test_rdmacm_suite_passes(rdmacm_suite):
     r = rdmacm_suite
+    skip_if_no_netdev_lookup(r)
     ok = {t[0] for t in r["tests"] if t[1] == "ok"}
     bad = [t for t in r["tests"] if t[1] not in ("ok", "skipped")]
     # multicast needs device multicast (max_mcast_grp); everything else must run and pass
@@ -474,6 +486,8 @@ def test_rdmacm_suite_passes(rdmacm_suite):
 
 def test_rdmacm_suite_skips_nothing(rdmacm_suite):
     """Issue 13: rdma-core's CM tests with no capability skips (the multicast cases too)."""
+    skip_if_no_netdev_lookup(rdmacm_suite)
+    assert rdmacm_suite["tests"], rdmacm_suite["out"][-3000:]
     skipped = {t[0]: t[2] for t in rdmacm_suite["tests"] if t[1] == "skipped"}
     assert not skipped, skipped
 

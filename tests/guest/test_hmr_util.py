@@ -1,18 +1,24 @@
 """Shared by the hmr guest tests (no tests here): verbs enums under one flat name.
 
 rdma-core 56's pyverbs has pyverbs.enums (flat IBV_* names); 65 replaced it with
-pyverbs.libibverbs_enums, whose names live in enum classes (ibv_access_flags.IBV_...).
+pyverbs.libibverbs_enums, whose names live in enum classes (ibv_access_flags.IBV_...); 44's
+(bookworm) lacks the FLUSH names.
 """
 import ctypes
 import enum
 import mmap
+import os
 import types
+
+
+# Names older pyverbs lacks (rdma-core 44, bookworm: no FLUSH), with their values in verbs.h.
+_SINCE_45 = {"IBV_QP_EX_WITH_FLUSH": 1 << 11}
 
 
 def _flat_enums():
     try:
         import pyverbs.enums as mod
-        return mod
+        return types.SimpleNamespace(**{**_SINCE_45, **vars(mod)})
     except ImportError:
         import pyverbs.libibverbs_enums as mod
     names = {}
@@ -26,6 +32,10 @@ def _flat_enums():
 
 
 e = _flat_enums()
+
+# RDMA FLUSH and ATOMIC WRITE entered the kernel's verbs in 6.2: hmr advertises and takes them
+# from there (kmod/hmr_compat.h), never before.
+KERNEL_HAS_FLUSH = tuple(int(x) for x in os.uname().release.split(".")[:2]) >= (6, 2)
 
 
 # Raw mappings for the memory tests (mmap.mmap hides addresses and MAP_FIXED).

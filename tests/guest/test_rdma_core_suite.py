@@ -25,6 +25,8 @@ VENDOR = ("test_mlx5", "test_efa", "test_irdma", "test_cuda", "test_bnxt", "test
 # Modules not run, with the reason (printed in the report).
 NOT_RUN = {"test_rdmacm": "rdma_cm cannot resolve a route over lo (hmr0's and rxe0's netdev): "
                           "test_hmr_cm.py runs it on an hmr device on a dummy netdev"}
+# Modules an older rdma-core (44, bookworm) does not ship, and what checks them there instead.
+SINCE_45 = {"test_srq": "rdma-core 44 has no test_srq (test_hmr_srq.py covers SRQs and resize)"}
 # test_odp cases that may skip, by name, and why: their ODP capability bits exist only in
 # kernels from 6.13 on (hmr advertises them on 7.2, where rdma-core 65 has these cases; 6.12's
 # uverbs cannot report them). Any other test_odp skip fails the test.
@@ -44,7 +46,8 @@ sys.stdout.flush()
 sys.stderr.flush()
 os._exit(code)
 """
-OUTCOME = re.compile(r" \.\.\. (ok|skipped '(.*)'|FAIL|ERROR|expected failure|unexpected success)$")
+OUTCOME = re.compile(r" \.\.\. (ok|skipped (?:'(.*)'|\"(.*)\")|FAIL|ERROR|expected failure"
+                     r"|unexpected success)$")
 NAME = re.compile(r"^(test\w*) \(([\w.]+)\)")
 
 
@@ -58,7 +61,7 @@ def parse(out):
         m = OUTCOME.search(line)
         if m and name:
             kind = m.group(1).split(" ")[0] if not m.group(1).startswith("skipped") else "skipped"
-            results.append((name, kind, m.group(2) or ""))
+            results.append((name, kind, m.group(2) or m.group(3) or ""))
             name = None
     return results
 
@@ -170,6 +173,7 @@ def test_traffic_modules_pass_on_hmr0(suite):
     """The RC traffic tests that hmr0 supports really ran and passed (not skipped)."""
     want = {"test_atomic": 7, "test_pd": 4, "test_cq": 3, "test_qpex": 2, "test_cqex": 2,
             "test_srq": 2}
+    want = {m: n for m, n in want.items() if m in suite or m not in SINCE_45}
     got = {m: sum(1 for t in suite[m]["tests"] if t[1] == "ok") for m in want}
     assert all(got[m] >= n for m, n in want.items()), got
 
@@ -184,15 +188,18 @@ def test_resize_cq_runs_and_passes(suite):
 def test_resize_srq_runs_and_passes(suite):
     """rdma-core's own SRQ resize test (ibv_modify_srq with IBV_SRQ_MAX_WR, then the SRQ's
     max_wr at least what was asked) ran on hmr0 and passed."""
+    if "test_srq" not in suite:
+        pytest.skip(SINCE_45["test_srq"])
     got = {t[0]: t[1] for t in suite["test_srq"]["tests"] if "resize" in t[0]}
     assert got and set(got.values()) == {"ok"}, got
 
 
 def test_rereg_mr_cases_run_and_pass(suite):
     """rdma-core's own ibv_rereg_mr tests (access with atomic and remote-write rights taken
-    away and given back, PD away and back, translation) ran on hmr0 and passed."""
+    away and given back, PD away and back, translation) ran on hmr0 and passed (rdma-core 44
+    has four of them, 56 five)."""
     got = {t[0]: t[1] for t in suite["test_mr"]["tests"] if "rereg" in t[0]}
-    assert len(got) >= 5 and set(got.values()) == {"ok"}, got
+    assert len(got) >= 4 and set(got.values()) == {"ok"}, got
 
 
 # Why hmr0 may skip a test rxe0 runs: a feature that needs hardware (the issue's list), or work
