@@ -5,7 +5,8 @@ The steps run in order and each relies on the ones before: the packages `make de
 this guest's distribution install with apt from the local files (dkms comes from the image's apt
 cache, as it would from the archive), DKMS builds hmr.ko for the running kernel, modprobe loads
 it, an unmodified ODP application runs over hmr0, a listed link comes back by itself after a
-module reload, and purge removes every file the packages installed and unloads nothing.
+module reload and at boot, and purge removes every file the packages installed and unloads
+nothing.
 """
 import glob
 import os
@@ -117,6 +118,10 @@ def test_apt_install_builds_the_module():
         env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     status = run("dkms", "status", "hmr").stdout
     assert re.search(rf"^hmr/[\d.]+, {re.escape(KVER)}, x86_64: installed", status, re.M), status
+    # DKMS builds it again for each kernel installed later (its kernel postinst hook)
+    conf = glob.glob("/usr/src/hmr-*/dkms.conf")
+    assert len(conf) == 1 and 'AUTOINSTALL="yes"' in open(conf[0]).read(), conf
+    assert os.path.exists("/etc/kernel/postinst.d/dkms")
     path = run("modinfo", "-n", "hmr").stdout.strip()
     assert path.startswith(f"/lib/modules/{KVER}/updates/dkms/hmr.ko"), path
     assert os.path.exists("/etc/libibverbs.d/hmr.driver")
@@ -185,6 +190,17 @@ def test_persistent_link_after_reload(udevd):
     assert wait_for(lambda: hmr_devices() == ["hmr0"]), hmr_devices()
     out = run("rdma", "link", "show", "hmr0/1").stdout
     assert "netdev lo" in out and "state ACTIVE" in out, out
+
+
+def test_persistent_link_at_boot(udevd):
+    """At boot udev replays every network device's add event (coldplug) before anything loads
+    hmr.ko: the listed link's netdev appearing loads the module and adds the link."""
+    run("rdma", "link", "delete", "hmr0")
+    run("modprobe", "-r", "hmr")
+    run("udevadm", "trigger", "--action=add", "--subsystem-match=net", "--sysname-match=lo")
+    run("udevadm", "settle", "--timeout=60")
+    assert wait_for(lambda: hmr_devices() == ["hmr0"]), hmr_devices()
+    assert os.path.exists("/sys/module/hmr")
 
 
 def test_purge_removes_everything():
