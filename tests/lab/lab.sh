@@ -16,7 +16,7 @@ LAB_GUEST_PKGS="build-essential cmake ninja-build pkg-config dpkg-dev kmod iprou
  perftest python3 python3-pyverbs python3-pytest libnl-3-dev libnl-route-3-dev libudev-dev
  xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin debhelper dh-dkms lintian"
 # Packages only downloaded into the image's apt cache, not installed: the guest has no network,
-# and the install test (tests/guest/test_hmr_install.py) installs them with hmr's packages from
+# and the install test (tests/install/test_install.py) installs them with hmr's packages from
 # there, as apt on a host would from the archive. (debhelper, dh-dkms and lintian build and
 # check hmr's packages: `make deb`.)
 LAB_GUEST_CACHED="dkms"
