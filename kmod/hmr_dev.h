@@ -83,9 +83,14 @@ struct hmr_dev {
 	/* XRC SRQ number -> struct hmr_srq; the xarray's own lock. */
 	struct xarray srqs;
 	u32 next_srqn;			/* cyclic SRQ number allocation, under the xarray's lock */
-	/* MR index (key >> 8) -> struct hmr_mr; the xarray's own lock. */
+	/*
+	 * Key index (key >> 8) -> struct hmr_mr, or a struct hmr_mw tagged HMR_KEY_MW: MRs and
+	 * memory windows share one key space. The xarray's own lock, which also guards every
+	 * look at an MW's binding (hmr_mw.c).
+	 */
 	struct xarray mrs;
-	u32 next_mr;			/* cyclic MR index allocation, under the xarray's lock */
+	u32 next_mr;			/* cyclic key index allocation, under the xarray's lock */
+	atomic64_t mr_gen;		/* numbers every MR: an MW names its MR by key and number */
 	/* Protects mms, each hmr_mm's users and dead flag, and retired (hmr_mm.c). */
 	spinlock_t mms_lock;
 	struct list_head mms;		/* struct hmr_mm: one mirror per process using the device */
@@ -190,6 +195,7 @@ struct hmr_mr {
 	struct completion done;		/* ref reached zero: dereg may free */
 	bool dying;			/* dereg started: a prefetch stops early (READ_ONCE) */
 	bool kernel;			/* a kernel PD's DMA MR: kernel addresses, no mirror */
+	u64 gen;			/* this MR's number on the device (hdev->mr_gen) */
 	u64 start;			/* user virtual address */
 	u64 length;
 	u64 iova;			/* address the MR is accessed by: iova maps to start */
@@ -199,6 +205,28 @@ struct hmr_mr {
 	atomic64_t faulted_pages;	/* pages they installed */
 	atomic64_t access_faults;	/* accesses that found a page missing */
 	atomic64_t prefetched_pages;	/* this MR's share of hdev->prefetched_pages */
+};
+
+/* The tag of a memory window's entry in hdev->mrs (xa_tag_pointer); MRs are untagged. */
+#define HMR_KEY_MW	1
+
+/*
+ * A memory window (hmr_mw.c): a remote key to part of an MR, with rights of its own. It holds
+ * no reference: its MR is named by key and number and looked up at each access, so an MR goes
+ * away with windows bound (their accesses then fail), and a type 2 window names the QP that
+ * bound it, which unbinds it when destroyed.
+ */
+struct hmr_mw {
+	struct ib_mw ibmw;
+	/* The binding, written and read under hdev->mrs' xarray lock. */
+	u32 key;			/* the current R_Key; its index (key >> 8) never changes */
+	bool bound;			/* type 2: bound, else free; type 1: bound to a range */
+	struct hmr_qp *qp;		/* type 2: the QP that bound it */
+	u32 mr_key;			/* the MR the window lies in, by L_Key... */
+	u64 mr_gen;			/* ...and number */
+	u64 addr;			/* the window, in the MR's iova space */
+	u64 length;
+	int access;			/* IB_ACCESS_REMOTE_*: what the key allows */
 };
 
 struct hmr_transport_ops;
@@ -324,6 +352,11 @@ static inline struct hmr_mr *to_hmr(struct ib_mr *ibmr)
 	return container_of(ibmr, struct hmr_mr, ibmr);
 }
 
+static inline struct hmr_mw *to_hmw(struct ib_mw *ibmw)
+{
+	return container_of(ibmw, struct hmr_mw, ibmw);
+}
+
 static inline struct hmr_cq *to_hcq(struct ib_cq *ibcq)
 {
 	return container_of(ibcq, struct hmr_cq, ibcq);
@@ -418,6 +451,15 @@ int hmr_mr_copy_mr(struct hmr_mr *dst, u64 dst_iova, struct hmr_mr *src, u64 src
 		   size_t len, bool *dst_failed);
 int hmr_mr_atomic(struct hmr_mr *mr, u64 iova, bool cmp_swap, u64 compare_add, u64 swap,
 		  u64 *orig);
+
+/* hmr_mw.c */
+int hmr_alloc_mw(struct ib_mw *ibmw, struct ib_udata *udata);
+int hmr_dealloc_mw(struct ib_mw *ibmw);
+int hmr_mw_bind(struct hmr_qp *qp, const struct hmr_send_wqe *wqe);
+int hmr_mw_invalidate(struct hmr_qp *qp, u32 key);
+int hmr_mw_resolve(struct hmr_qp *qp, struct ib_pd *pd, const struct hmr_sge *sge, int access,
+		   struct hmr_sgl *sgl);
+void hmr_mw_qp_destroy(struct hmr_qp *qp);
 
 /* hmr_odp.c */
 int hmr_advise_mr(struct ib_pd *pd, enum ib_uverbs_advise_mr_advice advice, u32 flags,

@@ -76,8 +76,11 @@ static int hmr_kwqe_op(struct hmr_qp *qp, struct hmr_send_wqe *wqe, const struct
 		wqe->compare_add = atomic_wr(wr)->compare_add;
 		wqe->swap = atomic_wr(wr)->swap;
 		return 0;
+	case IB_WR_SEND_WITH_INV:	/* invalidates a key at the peer */
+		wqe->imm_data = wr->ex.invalidate_rkey;
+		return 0;
 	default:
-		return -EINVAL;	/* memory registration, invalidation: no MWs or FRMRs */
+		return -EINVAL;	/* registration, local invalidation: no FRMRs (nor kernel MWs) */
 	}
 }
 
@@ -193,8 +196,13 @@ static bool hmr_kwc_from_cqe(struct hmr_dev *hdev, struct ib_wc *wc, const struc
 	wc->qp = &qp->ibqp;
 	wc->ex.imm_data = (__force __be32)cqe->imm_data;
 	wc->src_qp = cqe->src_qp;
-	/* CQEs carry enum ib_wc_flags. A UD receive's GRH tells IPv4 from IPv6 to the core. */
-	wc->wc_flags = cqe->wc_flags;
+	/*
+	 * CQEs carry enum ib_wc_flags but WITH_INV, as userspace has it. A UD receive's GRH tells
+	 * IPv4 from IPv6 to the core.
+	 */
+	wc->wc_flags = cqe->wc_flags & ~HMR_WC_WITH_INV;
+	if (cqe->wc_flags & HMR_WC_WITH_INV)
+		wc->wc_flags |= IB_WC_WITH_INVALIDATE;
 	wc->port_num = HMR_PORT;
 	return true;
 }

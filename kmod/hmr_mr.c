@@ -34,7 +34,7 @@
 #define HMR_MR_ACCESS_WRITE	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | \
 				 IB_ACCESS_REMOTE_ATOMIC)
 #define HMR_MR_ACCESS_ALL	(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_ON_DEMAND | \
-				 IB_ACCESS_FLUSH_GLOBAL)
+				 IB_ACCESS_FLUSH_GLOBAL | IB_ACCESS_MW_BIND)
 
 /* The MR's pages, page aligned: what its window may fault. */
 static unsigned long hmr_mr_first(struct hmr_mr *mr)
@@ -93,6 +93,7 @@ static int hmr_mr_alloc_key(struct hmr_dev *hdev, struct hmr_mr *mr)
 		return ret;
 	mr->ibmr.lkey = index << 8 | get_random_u8();
 	mr->ibmr.rkey = mr->ibmr.lkey;
+	mr->gen = atomic64_inc_return(&hdev->mr_gen);
 	return 0;
 }
 
@@ -253,13 +254,15 @@ struct ib_mr *hmr_get_dma_mr(struct ib_pd *ibpd, int access)
 	return &mr->ibmr;
 }
 
-/* The MR @key names on @hdev, with a reference (hmr_mr_put()), or NULL. */
+/* The MR @key names on @hdev, with a reference (hmr_mr_put()), or NULL (also for an MW). */
 struct hmr_mr *hmr_mr_get(struct hmr_dev *hdev, u32 key)
 {
 	struct hmr_mr *mr;
 
 	xa_lock(&hdev->mrs);
 	mr = xa_load(&hdev->mrs, key >> 8);
+	if (xa_pointer_tag(mr) == HMR_KEY_MW)
+		mr = NULL;
 	if (mr && (mr->ibmr.lkey != key || !refcount_inc_not_zero(&mr->ref)))
 		mr = NULL;
 	xa_unlock(&hdev->mrs);

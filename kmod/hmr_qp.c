@@ -236,6 +236,7 @@ int hmr_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	cancel_delayed_work_sync(&qp->retry_work);
 	cancel_work_sync(&qp->err_work);
 	cancel_delayed_work_sync(&qp->flush_work);
+	hmr_mw_qp_destroy(qp);	/* nothing binds on it any more */
 	hmr_wire_qp_destroy(qp);
 	hmr_ring_destroy(&qp->rq);
 	hmr_ring_destroy(&qp->sq);

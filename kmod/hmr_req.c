@@ -149,10 +149,16 @@ static bool hmr_wqe_is_atomic(u32 opcode)
 	       opcode == IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD;
 }
 
-static bool hmr_wqe_may_inline(u32 opcode)
+/* What UC may send: SENDs and WRITEs, with or without immediate data. */
+static bool hmr_wqe_is_uc_op(u32 opcode)
 {
 	return opcode == IB_UVERBS_WR_SEND || opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
 	       opcode == IB_UVERBS_WR_RDMA_WRITE || opcode == IB_UVERBS_WR_RDMA_WRITE_WITH_IMM;
+}
+
+static bool hmr_wqe_may_inline(u32 opcode)
+{
+	return hmr_wqe_is_uc_op(opcode) || opcode == IB_UVERBS_WR_SEND_WITH_INV;
 }
 
 /* Check a WQE copied from the ring and resolve its local buffers into @sgl. */
@@ -162,9 +168,13 @@ static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct h
 	int access = 0;
 
 	/* UC: SENDs and WRITEs (with immediate) only: nothing comes back. */
-	if (qp->ibqp.qp_type == IB_QPT_UC && !hmr_wqe_may_inline(wqe->opcode))
+	if (qp->ibqp.qp_type == IB_QPT_UC && !hmr_wqe_is_uc_op(wqe->opcode))
 		return IB_WC_LOC_QP_OP_ERR;
 	switch (wqe->opcode) {
+	case IB_UVERBS_WR_SEND_WITH_INV:	/* RC and XRC */
+		if (hmr_qp_is_ud(qp))
+			return IB_WC_LOC_QP_OP_ERR;
+		break;
 	case IB_UVERBS_WR_RDMA_READ:
 	case IB_UVERBS_WR_ATOMIC_CMP_AND_SWP:
 	case IB_UVERBS_WR_ATOMIC_FETCH_AND_ADD:
@@ -203,6 +213,16 @@ static int hmr_req_prepare(struct hmr_qp *qp, struct hmr_send_wqe *wqe, struct h
 	return IB_WC_SUCCESS;
 }
 
+/* Work on this device alone, in SQ order: bind a memory window, invalidate one. */
+static int hmr_req_local(struct hmr_qp *qp, const struct hmr_send_wqe *wqe)
+{
+	if (wqe->opcode == IB_UVERBS_WR_BIND_MW)
+		return hmr_mw_bind(qp, wqe);
+	if (hmr_qp_is_ud(qp) || hmr_mw_invalidate(qp, wqe->imm_data))
+		return IB_WC_LOC_QP_OP_ERR;
+	return IB_WC_SUCCESS;
+}
+
 static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_timer)
 {
 	struct hmr_request req = {
@@ -211,6 +231,7 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 		.remote_addr = wqe->remote_addr,
 		.rkey = wqe->rkey,
 		.imm = (__force __be32)wqe->imm_data,
+		.invalidate = wqe->imm_data,
 		.solicited = wqe->send_flags & IB_SEND_SOLICITED,
 		.compare_add = wqe->compare_add,
 		.swap = wqe->swap,
@@ -220,6 +241,8 @@ static int hmr_req_execute(struct hmr_qp *qp, struct hmr_send_wqe *wqe, u8 *rnr_
 	struct hmr_sgl sgl;
 	int ret;
 
+	if (wqe->opcode == IB_UVERBS_WR_BIND_MW || wqe->opcode == IB_UVERBS_WR_LOCAL_INV)
+		return hmr_req_local(qp, wqe);
 	if (hmr_qp_is_ud(qp)) {
 		ret = hmr_ud_prepare(qp, &req, wqe);
 		if (ret != IB_WC_SUCCESS)
@@ -266,6 +289,10 @@ static u32 hmr_wc_opcode(u32 wr_opcode)
 		return HMR_WC_FLUSH;
 	case HMR_WR_ATOMIC_WRITE:
 		return HMR_WC_ATOMIC_WRITE;
+	case IB_UVERBS_WR_BIND_MW:
+		return IB_WC_BIND_MW;
+	case IB_UVERBS_WR_LOCAL_INV:
+		return IB_WC_LOCAL_INV;
 	default:
 		return IB_WC_SEND;
 	}

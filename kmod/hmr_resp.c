@@ -129,6 +129,8 @@ int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 			int access, struct hmr_sgl *sgl)
 {
 	struct hmr_sge sge = { .addr = req->remote_addr, .length = len, .lkey = req->rkey };
+	struct ib_pd *pd = hmr_resp_rkey_pd(qp, req);
+	int ret;
 
 	if (!(qp->attr.qp_access_flags & access))
 		return -EACCES;
@@ -140,7 +142,10 @@ int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 		sgl->inline_data = NULL;
 		return 0;
 	}
-	return hmr_sgl_resolve(hmr_resp_rkey_pd(qp, req), sgl, &sge, 1, access);
+	ret = hmr_mw_resolve(qp, pd, &sge, access, sgl);	/* an R_Key may name a window */
+	if (ret != -ENOENT)
+		return ret;
+	return hmr_sgl_resolve(pd, sgl, &sge, 1, access);
 }
 
 void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
@@ -161,6 +166,10 @@ void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 	if (imm && status == IB_WC_SUCCESS) {
 		cqe.wc_flags = IB_WC_WITH_IMM;
 		cqe.imm_data = (__force u32)req->imm;
+	}
+	if (req->opcode == IB_UVERBS_WR_SEND_WITH_INV && status == IB_WC_SUCCESS) {
+		cqe.wc_flags = HMR_WC_WITH_INV;
+		cqe.imm_data = req->invalidate;
 	}
 	if (hmr_qp_is_ud(qp) && status == IB_WC_SUCCESS) {
 		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
@@ -250,6 +259,9 @@ int hmr_resp_deliver(struct hmr_qp *qp, struct hmr_request *req, struct hmr_recv
 		hmr_resp_give_back(req);
 		return IB_WC_LOC_PROT_ERR;	/* the requester's memory is gone */
 	}
+	if (req->opcode == IB_UVERBS_WR_SEND_WITH_INV && hmr_mw_invalidate(qp, req->invalidate))
+		return hmr_resp_recv_error(qp, req, wqe->wr_id, IB_WC_REM_INV_REQ_ERR,
+					   IB_WC_REM_INV_REQ_ERR);
 	hmr_resp_consume_recv(qp, req);
 	hmr_resp_complete_recv(qp, req, wqe->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);
 	return IB_WC_SUCCESS;
@@ -443,6 +455,7 @@ static int hmr_resp_dispatch(struct hmr_qp *qp, struct hmr_request *req)
 	switch (req->opcode) {
 	case IB_UVERBS_WR_SEND:
 	case IB_UVERBS_WR_SEND_WITH_IMM:
+	case IB_UVERBS_WR_SEND_WITH_INV:
 		return hmr_resp_send(qp, req);
 	case IB_UVERBS_WR_RDMA_WRITE:
 	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:

@@ -29,6 +29,7 @@ struct hmr_request {
 	u64 remote_addr;
 	u32 rkey;
 	__be32 imm;
+	u32 invalidate;			/* SEND_WITH_INV: the R_Key the responder invalidates */
 	bool solicited;
 	u64 compare_add;
 	u64 swap;

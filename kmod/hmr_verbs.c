@@ -30,7 +30,8 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_qp_wr = HMR_MAX_QP_WR;
 	attr->device_cap_flags = IB_DEVICE_RC_RNR_NAK_GEN | IB_DEVICE_SYS_IMAGE_GUID |
 				 IB_DEVICE_XRC | IB_DEVICE_FLUSH_GLOBAL | IB_DEVICE_ATOMIC_WRITE |
-				 IB_DEVICE_SRQ_RESIZE;
+				 IB_DEVICE_SRQ_RESIZE | IB_DEVICE_MEM_WINDOW |
+				 IB_DEVICE_MEM_WINDOW_TYPE_2B;
 	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
 	/* Every MR is mirrored: ODP only skips the registration-time VMA check (hmr_mr.c). */
 	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
@@ -50,6 +51,7 @@ static int hmr_query_device(struct ib_device *ibdev, struct ib_device_attr *attr
 	attr->max_cq = HMR_MAX_CQ;
 	attr->max_cqe = HMR_MAX_CQE;
 	attr->max_mr = HMR_MAX_MR;
+	attr->max_mw = HMR_MAX_MR;
 	attr->max_pd = HMR_MAX_PD;
 	attr->max_srq = HMR_MAX_SRQ;
 	attr->max_srq_wr = HMR_MAX_SRQ_WR;
@@ -224,6 +226,7 @@ const struct ib_device_ops hmr_dev_ops = {
 
 	.advise_mr = hmr_advise_mr,
 	.alloc_hw_port_stats = hmr_alloc_hw_port_stats,
+	.alloc_mw = hmr_alloc_mw,
 	.alloc_pd = hmr_alloc_pd,
 	.alloc_ucontext = hmr_alloc_ucontext,
 	.alloc_xrcd = hmr_alloc_xrcd,
@@ -234,6 +237,7 @@ const struct ib_device_ops hmr_dev_ops = {
 	.create_qp = hmr_create_qp,
 	.create_srq = hmr_create_srq,
 	.dealloc_driver = hmr_dealloc_driver,
+	.dealloc_mw = hmr_dealloc_mw,
 	.dealloc_pd = hmr_dealloc_pd,
 	.dealloc_ucontext = hmr_dealloc_ucontext,
 	.dealloc_xrcd = hmr_dealloc_xrcd,
@@ -269,6 +273,7 @@ const struct ib_device_ops hmr_dev_ops = {
 
 	INIT_RDMA_OBJ_SIZE(ib_ah, hmr_ah, ibah),
 	INIT_RDMA_OBJ_SIZE(ib_cq, hmr_cq, ibcq),
+	INIT_RDMA_OBJ_SIZE(ib_mw, hmr_mw, ibmw),
 	INIT_RDMA_OBJ_SIZE(ib_pd, hmr_pd, ibpd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, hmr_qp, ibqp),
 	INIT_RDMA_OBJ_SIZE(ib_srq, hmr_srq, ibsrq),

@@ -177,7 +177,10 @@ static bool hmr_wire_has_imm(u32 opcode)
 static u8 hmr_wire_msg_opcode(u32 opcode, u32 i, u32 n)
 {
 	bool write = hmr_wire_is_write(opcode), imm = hmr_wire_has_imm(opcode);
+	bool inv = opcode == IB_UVERBS_WR_SEND_WITH_INV;
 
+	if (n == 1 && inv)
+		return HMR_OP_SEND_ONLY_INV;
 	if (n == 1)
 		return write ? (imm ? HMR_OP_WRITE_ONLY_IMM : HMR_OP_WRITE_ONLY) :
 			       (imm ? HMR_OP_SEND_ONLY_IMM : HMR_OP_SEND_ONLY);
@@ -185,6 +188,8 @@ static u8 hmr_wire_msg_opcode(u32 opcode, u32 i, u32 n)
 		return write ? HMR_OP_WRITE_FIRST : HMR_OP_SEND_FIRST;
 	if (i < n - 1)
 		return write ? HMR_OP_WRITE_MIDDLE : HMR_OP_SEND_MIDDLE;
+	if (inv)
+		return HMR_OP_SEND_LAST_INV;
 	return write ? (imm ? HMR_OP_WRITE_LAST_IMM : HMR_OP_WRITE_LAST) :
 		       (imm ? HMR_OP_SEND_LAST_IMM : HMR_OP_SEND_LAST);
 }
@@ -209,6 +214,7 @@ static int hmr_wire_send_msg(struct hmr_wire_op *op)
 		pkt.ackreq = last || i == end - 1 || (i + 1) % every == 0;
 		pkt.solicited = last && req->solicited;
 		pkt.imm = req->imm;
+		pkt.ieth = req->invalidate;
 		pkt.va = req->remote_addr;
 		pkt.rkey = req->rkey;
 		pkt.dmalen = len;
@@ -299,7 +305,7 @@ static int hmr_wire_send_req(struct hmr_wire_op *op)
 	u32 opcode = op->req->opcode;
 
 	if (opcode == IB_UVERBS_WR_SEND || opcode == IB_UVERBS_WR_SEND_WITH_IMM ||
-	    hmr_wire_is_write(opcode))
+	    opcode == IB_UVERBS_WR_SEND_WITH_INV || hmr_wire_is_write(opcode))
 		return hmr_wire_send_msg(op);
 	return hmr_wire_send_one(op);
 }

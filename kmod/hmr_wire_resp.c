@@ -131,9 +131,9 @@ static int hmr_wire_resp_send(struct hmr_qp *qp, struct hmr_pkt *pkt)
 	int ret;
 
 	hmr_wire_req_init(qp, &req, pkt, pkt->flags & HMR_PF_IMM ? IB_UVERBS_WR_SEND_WITH_IMM :
+				  pkt->flags & HMR_PF_IETH ? IB_UVERBS_WR_SEND_WITH_INV :
 				  IB_UVERBS_WR_SEND);
-	if (pkt->flags & HMR_PF_IETH)
-		return HMR_NAK(HMR_AETH_NAK_INV);	/* no memory windows to invalidate */
+	req.invalidate = pkt->ieth;
 	if (pkt->flags & HMR_PF_FIRST) {
 		ret = hmr_wire_send_first(qp, &req);
 		if (ret)
@@ -145,6 +145,10 @@ static int hmr_wire_resp_send(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		return hmr_wire_send_fail(qp, &req, IB_WC_LOC_PROT_ERR, HMR_AETH_NAK_OP);
 	w->off += pkt->paylen;
 	if (pkt->flags & HMR_PF_LAST) {
+		/* The data is placed; the key dies before the completion says so. */
+		if ((pkt->flags & HMR_PF_IETH) && hmr_mw_invalidate(qp, req.invalidate))
+			return hmr_wire_send_fail(qp, &req, IB_WC_REM_INV_REQ_ERR,
+						  HMR_AETH_NAK_INV);
 		len = w->off;
 		hmr_wire_resp_release(qp);
 		hmr_resp_complete_recv(qp, &req, w->rwqe->wr_id, IB_WC_SUCCESS, IB_WC_RECV, len);

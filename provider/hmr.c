@@ -72,6 +72,34 @@ static int hmr_dealloc_pd(struct ibv_pd *pd)
 	return 0;
 }
 
+/* Memory windows: the kernel keeps the binding; ibv_bind_mw posts a WQE (hmr_qp.c). */
+static struct ibv_mw *hmr_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type)
+{
+	struct ib_uverbs_alloc_mw_resp resp;
+	struct ibv_alloc_mw cmd;
+	struct ibv_mw *mw;
+
+	mw = calloc(1, sizeof(*mw));
+	if (!mw)
+		return NULL;
+	if (ibv_cmd_alloc_mw(pd, type, mw, &cmd, sizeof(cmd), &resp, sizeof(resp))) {
+		free(mw);
+		return NULL;
+	}
+	return mw;
+}
+
+static int hmr_dealloc_mw(struct ibv_mw *mw)
+{
+	int ret;
+
+	ret = ibv_cmd_dealloc_mw(mw);
+	if (ret)
+		return ret;
+	free(mw);
+	return 0;
+}
+
 static struct ibv_mr *hmr_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 			      uint64_t hca_va, int access)
 {
@@ -125,8 +153,10 @@ static void hmr_free_context(struct ibv_context *ibctx)
 
 static const struct verbs_context_ops hmr_ctx_ops = {
 	.advise_mr = ibv_cmd_advise_mr,
+	.alloc_mw = hmr_alloc_mw,
 	.alloc_pd = hmr_alloc_pd,
 	.attach_mcast = hmr_attach_mcast,
+	.bind_mw = hmr_bind_mw,
 	.create_ah = hmr_create_ah,
 	.create_cq = hmr_create_cq,
 	.create_cq_ex = hmr_create_cq_ex,
@@ -134,6 +164,7 @@ static const struct verbs_context_ops hmr_ctx_ops = {
 	.create_qp_ex = hmr_create_qp_ex,
 	.create_srq = hmr_create_srq,
 	.create_srq_ex = hmr_create_srq_ex,
+	.dealloc_mw = hmr_dealloc_mw,
 	.dealloc_pd = hmr_dealloc_pd,
 	.dereg_mr = hmr_dereg_mr,
 	.destroy_ah = hmr_destroy_ah,

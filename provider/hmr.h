@@ -174,6 +174,9 @@ int hmr_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 int hmr_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask);
 int hmr_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
+int hmr_bind_mw(struct ibv_qp *ibqp, struct ibv_mw *mw, struct ibv_mw_bind *bind);
+void hmr_wqe_set_bind(struct hmr_send_wqe *wqe, struct ibv_mw *mw, uint32_t rkey,
+		      const struct ibv_mw_bind_info *info);
 bool hmr_qp_in_reset(struct hmr_qp *qp);
 void hmr_copy_sges(struct hmr_sge *dst, const struct ibv_sge *src, int num);
 int hmr_doorbell(struct ibv_qp *ibqp);

@@ -52,10 +52,13 @@ static void hmr_qp_destroy_locks(struct hmr_qp *qp)
 			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
 			 IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | \
 			 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE | \
-			 HMR_QP_EX_WITH_FLUSH)
+			 HMR_QP_EX_WITH_FLUSH | IBV_QP_EX_WITH_SEND_WITH_INV | HMR_MW_SEND_OPS)
+/* Memory windows: bound and invalidated by WRs on any connected QP. */
+#define HMR_MW_SEND_OPS (IBV_QP_EX_WITH_BIND_MW | IBV_QP_EX_WITH_LOCAL_INV)
 /* UC: SENDs and WRITEs, with or without immediate data (nothing comes back). */
 #define HMR_UC_SEND_OPS (IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | \
-			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM)
+			 IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | \
+			 HMR_MW_SEND_OPS)
 /* XRC: what RC has but RDMA FLUSH and ATOMIC WRITE. */
 #define HMR_XRC_SEND_OPS (HMR_RC_SEND_OPS & ~(IBV_QP_EX_WITH_ATOMIC_WRITE | HMR_QP_EX_WITH_FLUSH))
 
@@ -290,6 +293,18 @@ static int hmr_wqe_set_inline(struct hmr_qp *qp, struct hmr_send_wqe *wqe,
 	return 0;
 }
 
+/* A BIND_MW WQE (hmr-abi.h): the window, its new key, and where it goes. */
+void hmr_wqe_set_bind(struct hmr_send_wqe *wqe, struct ibv_mw *mw, uint32_t rkey,
+		      const struct ibv_mw_bind_info *info)
+{
+	wqe->imm_data = mw->rkey;
+	wqe->rkey = rkey;
+	wqe->mr_lkey = info->mr ? info->mr->lkey : 0;
+	wqe->remote_addr = info->addr;
+	wqe->compare_add = info->length;
+	wqe->swap = info->mw_access_flags;
+}
+
 static void hmr_wqe_set_remote(struct hmr_send_wqe *wqe, const struct ibv_send_wr *wr)
 {
 	switch (wr->opcode) {
@@ -305,6 +320,9 @@ static void hmr_wqe_set_remote(struct hmr_send_wqe *wqe, const struct ibv_send_w
 		wqe->rkey = wr->wr.atomic.rkey;
 		wqe->compare_add = wr->wr.atomic.compare_add;
 		wqe->swap = wr->wr.atomic.swap;
+		break;
+	case IBV_WR_BIND_MW:
+		hmr_wqe_set_bind(wqe, wr->bind_mw.mw, wr->bind_mw.rkey, &wr->bind_mw.bind_info);
 		break;
 	default:
 		break;
@@ -358,6 +376,32 @@ int hmr_doorbell(struct ibv_qp *ibqp)
 	if (write(ibqp->context->cmd_fd, &cmd, sizeof(cmd)) != sizeof(cmd))
 		return errno;
 	return 0;
+}
+
+/*
+ * ibv_bind_mw (type 1): a BIND_MW WQE with the next key, which the window takes at once: the
+ * caller may post work naming it before the bind completes, as the spec allows.
+ */
+int hmr_bind_mw(struct ibv_qp *ibqp, struct ibv_mw *mw, struct ibv_mw_bind *bind)
+{
+	struct ibv_send_wr wr = {
+		.wr_id = bind->wr_id,
+		.opcode = IBV_WR_BIND_MW,
+		.send_flags = bind->send_flags,
+	}, *bad;
+	int ret;
+
+	if (mw->type != IBV_MW_TYPE_1 ||
+	    (bind->bind_info.mw_access_flags & IBV_ACCESS_ZERO_BASED) ||
+	    (bind->bind_info.length && !bind->bind_info.mr))
+		return EINVAL;
+	wr.bind_mw.mw = mw;
+	wr.bind_mw.rkey = ibv_inc_rkey(mw->rkey);
+	wr.bind_mw.bind_info = bind->bind_info;
+	ret = hmr_post_send(ibqp, &wr, &bad);
+	if (!ret)
+		mw->rkey = wr.bind_mw.rkey;
+	return ret;
 }
 
 int hmr_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr)

@@ -191,6 +191,31 @@ static void hmr_wr_set_ud_addr(struct ibv_qp_ex *ibqp, struct ibv_ah *ah, uint32
 		hmr_wqe_set_ud(wqe, ah, remote_qpn, remote_qkey);
 }
 
+static void hmr_wr_bind_mw(struct ibv_qp_ex *ibqp, struct ibv_mw *mw, uint32_t rkey,
+			   const struct ibv_mw_bind_info *info)
+{
+	struct hmr_send_wqe *wqe = hmr_wr_new(ibqp, IBV_WR_BIND_MW);
+
+	if (wqe)
+		hmr_wqe_set_bind(wqe, mw, rkey, info);
+}
+
+static void hmr_wr_local_inv(struct ibv_qp_ex *ibqp, uint32_t invalidate_rkey)
+{
+	struct hmr_send_wqe *wqe = hmr_wr_new(ibqp, IBV_WR_LOCAL_INV);
+
+	if (wqe)
+		wqe->imm_data = invalidate_rkey;
+}
+
+static void hmr_wr_send_inv(struct ibv_qp_ex *ibqp, uint32_t invalidate_rkey)
+{
+	struct hmr_send_wqe *wqe = hmr_wr_new(ibqp, IBV_WR_SEND_WITH_INV);
+
+	if (wqe)
+		wqe->imm_data = invalidate_rkey;
+}
+
 static void hmr_wr_start(struct ibv_qp_ex *ibqp)
 {
 	struct hmr_qp *qp = to_hqp_ex(ibqp);
@@ -260,6 +285,12 @@ void hmr_qp_ex_init(struct hmr_qp *qp, uint64_t send_ops_flags)
 	if (send_ops_flags & IBV_QP_EX_WITH_FLUSH)
 		q->wr_flush = hmr_wr_flush;
 #endif
+	if (send_ops_flags & IBV_QP_EX_WITH_BIND_MW)
+		q->wr_bind_mw = hmr_wr_bind_mw;
+	if (send_ops_flags & IBV_QP_EX_WITH_LOCAL_INV)
+		q->wr_local_inv = hmr_wr_local_inv;
+	if (send_ops_flags & IBV_QP_EX_WITH_SEND_WITH_INV)
+		q->wr_send_inv = hmr_wr_send_inv;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		q->wr_set_ud_addr = hmr_wr_set_ud_addr;
 	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)

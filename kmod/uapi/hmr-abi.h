@@ -57,10 +57,10 @@ struct hmr_cqe {
 	__u32 opcode;			/* enum ibv_wc_opcode */
 	__u32 vendor_err;
 	__u32 byte_len;
-	__u32 imm_data;			/* big endian, as on the wire */
+	__u32 imm_data;			/* big endian, as on the wire; or an invalidated key */
 	__u32 qp_num;
 	__u32 src_qp;
-	__u32 wc_flags;			/* enum ibv_wc_flags */
+	__u32 wc_flags;			/* enum ibv_wc_flags: GRH, WITH_IMM, WITH_INV */
 	__u32 reserved[2];
 };
 
@@ -109,6 +109,18 @@ struct hmr_ud_av {
 #define HMR_FLUSH_RANGE		0
 #define HMR_FLUSH_MR		1
 
+/*
+ * Memory windows in a WQE (enum ibv_wr_opcode's values):
+ *   BIND_MW (type 1 by ibv_bind_mw, type 2 by the WR): imm_data = an R_Key of the window (its
+ *            index names it), rkey = its new R_Key (same index), mr_lkey = the MR's L_Key,
+ *            remote_addr = start in the MR's iova space, compare_add = length (0: type 1
+ *            unbinds), swap = access (IBV_ACCESS_REMOTE_*)
+ *   LOCAL_INV, SEND_WITH_INV: imm_data = the R_Key to invalidate (host order)
+ * A receive completion of a SEND_WITH_INV has HMR_WC_WITH_INV and the key, host order, in
+ * imm_data (ibv_wc.invalidated_rkey).
+ */
+#define HMR_WC_WITH_INV		(1 << 3)	/* IBV_WC_WITH_INV (the kernel's differs) */
+
 /* A send work request (SQ ring entry). Values are those of struct ibv_send_wr. */
 struct hmr_send_wqe {
 	__u64 wr_id;
@@ -122,7 +134,7 @@ struct hmr_send_wqe {
 	__u64 compare_add;		/* atomic: compare (CMP_AND_SWP) or add (FETCH_AND_ADD) */
 	__u64 swap;
 	__u32 xrc_srqn;			/* XRC sends: the SRQ at the target (24 bits) */
-	__u32 reserved;
+	__u32 mr_lkey;			/* BIND_MW: the MR the window is bound in */
 	struct hmr_ud_av ud;		/* UD sends: where to (copied from the AH) */
 	union {
 		struct hmr_sge sge[HMR_MAX_SGE_ABI];
