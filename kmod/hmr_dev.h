@@ -279,6 +279,7 @@ struct hmr_wire_qp {
 	 * buffers again, so a requester that gives up mid-message holds up no deregistration.
 	 */
 	struct hmr_recv_wqe *rwqe;	/* SEND: the receive WQE taken at the first packet */
+	bool rwqe_held;			/* UC: rwqe's message was dropped: the next SEND's */
 	struct hmr_sgl *sgl;		/* scratch: one packet's resolved buffers */
 	u64 va;				/* WRITE: where the next packet goes, under rkey */
 	u32 resid;			/* WRITE: bytes still to come */

@@ -17,6 +17,7 @@
  *
  * Peers on an hmr device of this kernel keep the direct path (hmr_loopback.c).
  */
+#include <linux/delay.h>
 #include <linux/hash.h>
 #include <linux/jiffies.h>
 #include <linux/moduleparam.h>
@@ -201,6 +202,7 @@ static int hmr_wire_send_msg(struct hmr_wire_op *op)
 	struct hmr_qp *qp = op->qp;
 	u64 len = req->local->len;
 	u32 end = min(op->npkts, op->done + op->window), every = op->window / 4, i;
+	bool uc = qp->ibqp.qp_type == IB_QPT_UC;
 
 	for (i = op->sent; i < end; i++) {
 		struct hmr_pkt pkt = {};
@@ -208,10 +210,10 @@ static int hmr_wire_send_msg(struct hmr_wire_op *op)
 		bool last = i == op->npkts - 1;
 		int ret;
 
-		hmr_wire_pkt_init(&pkt, hmr_wire_msg_opcode(req->opcode, i, op->npkts),
-				  qp->attr.dest_qp_num, hmr_psn_add(op->first, i),
-				  min_t(u64, op->mtu, len - off));
-		pkt.ackreq = last || i == end - 1 || (i + 1) % every == 0;
+		hmr_wire_pkt_init(&pkt, hmr_wire_msg_opcode(req->opcode, i, op->npkts) |
+				  (uc ? HMR_OP_UC : HMR_OP_RC), qp->attr.dest_qp_num,
+				  hmr_psn_add(op->first, i), min_t(u64, op->mtu, len - off));
+		pkt.ackreq = !uc && (last || i == end - 1 || (i + 1) % every == 0);
 		pkt.solicited = last && req->solicited;
 		pkt.imm = req->imm;
 		pkt.ieth = req->invalidate;
@@ -492,6 +494,24 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 	}
 }
 
+/*
+ * A UC message (IBTA 9.7.2): its packets a window at a time, paced (a burst overruns the
+ * receiving host's socket buffers, and nothing would send the lost ones again), and done once
+ * sent: nothing is acknowledged.
+ */
+static int hmr_wire_uc(struct hmr_wire_op *op)
+{
+	int ret;
+
+	for (;;) {
+		ret = hmr_wire_send_msg(op);
+		if (ret || op->sent == op->npkts)
+			return ret ? ret : IB_WC_SUCCESS;
+		op->done = op->sent;
+		usleep_range(1000, 2000);
+	}
+}
+
 /* A UD send: one packet, best effort. */
 static int hmr_wire_ud(struct hmr_qp *qp, struct hmr_request *req)
 {
@@ -539,8 +559,8 @@ static int hmr_wire_execute(struct hmr_request *req)
 		return hmr_loopback_transport.execute(req);
 	if (req->ud)
 		return hmr_wire_ud(qp, req);
-	if (qp->ibqp.qp_type != IB_QPT_RC)
-		return IB_WC_LOC_QP_OP_ERR;	/* XRC and UC go no further than this kernel */
+	if (qp->ibqp.qp_type != IB_QPT_RC && qp->ibqp.qp_type != IB_QPT_UC)
+		return IB_WC_LOC_QP_OP_ERR;	/* XRC goes no further than this kernel */
 	switch (req->opcode) {
 	case IB_UVERBS_WR_SEND:
 	case IB_UVERBS_WR_SEND_WITH_IMM:
@@ -562,7 +582,7 @@ static int hmr_wire_execute(struct hmr_request *req)
 		return IB_WC_LOC_QP_OP_ERR;
 	}
 	op.first = qp->wire.sq_psn;
-	ret = hmr_wire_run(&op);
+	ret = qp->ibqp.qp_type == IB_QPT_UC ? hmr_wire_uc(&op) : hmr_wire_run(&op);
 	if (ret == IB_WC_SUCCESS)
 		qp->wire.sq_psn = hmr_psn_add(op.first, op.npkts);
 	return ret;
@@ -626,6 +646,7 @@ void hmr_wire_qp_reset(struct hmr_qp *qp)
 	skb_queue_purge(&qp->wire.rx);
 	qp->wire.sq_psn = qp->attr.sq_psn;
 	qp->wire.epsn = qp->attr.rq_psn;
+	qp->wire.rwqe_held = false;
 	hmr_wire_resp_release(qp);
 }
 

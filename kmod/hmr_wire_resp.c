@@ -93,10 +93,14 @@ static int hmr_wire_send_first(struct hmr_qp *qp, struct hmr_request *req)
 
 	if (hmr_wire_resp_bufs(w))
 		return HMR_RESP_RNR;	/* not now: the requester tries again */
-	ret = hmr_resp_take_recv(qp, req, w->rwqe);
-	if (ret)
-		return ret == HMR_RESP_RNR ? ret : HMR_NAK(HMR_AETH_NAK_OP);
-	hmr_resp_consume_recv(qp, req);
+	if (w->rwqe_held) {
+		w->rwqe_held = false;
+	} else {
+		ret = hmr_resp_take_recv(qp, req, w->rwqe);
+		if (ret)
+			return ret == HMR_RESP_RNR ? ret : HMR_NAK(HMR_AETH_NAK_OP);
+		hmr_resp_consume_recv(qp, req);
+	}
 	if (w->rwqe->num_sge > max_sge)
 		return hmr_wire_send_fail(qp, req, IB_WC_LOC_QP_OP_ERR, HMR_AETH_NAK_OP);
 	if (hmr_sgl_resolve(hmr_wire_recv_pd(qp, req), w->sgl, w->rwqe->sge, w->rwqe->num_sge,
@@ -487,6 +491,39 @@ static void hmr_wire_resp_rc(struct hmr_qp *qp, struct hmr_pkt *pkt)
 		hmr_wire_ack(qp, HMR_AETH_ACK, pkt->psn);
 }
 
+/*
+ * A UC packet (IBTA 9.7.4.1.?): nothing is answered. A PSN other than the expected one means
+ * packets were lost: the message in progress is dropped, and the packet starts a new one if
+ * it can. A message the responder cannot take (no receive WQE, a bad R_Key) is dropped too;
+ * the receive buffer's own errors end the QP as on RC.
+ */
+static void hmr_wire_uc_drop(struct hmr_qp *qp)
+{
+	/* A SEND's receive WQE is kept for the next SEND, as if this one never came. */
+	if (qp->wire.cur == HMR_PF_SEND)
+		qp->wire.rwqe_held = true;
+	hmr_wire_resp_release(qp);
+}
+
+static void hmr_wire_resp_uc(struct hmr_qp *qp, struct hmr_pkt *pkt)
+{
+	struct hmr_wire_qp *w = &qp->wire;
+
+	if (pkt->psn != w->epsn) {
+		hmr_wire_resp_count(qp, HMR_WIRE_SEQ_ERR);
+		hmr_wire_uc_drop(qp);
+	} else if (w->cur && (pkt->flags & HMR_PF_FIRST)) {
+		hmr_wire_uc_drop(qp);	/* a new message before the last one ended */
+	}
+	w->epsn = hmr_psn_add(pkt->psn, 1);
+	if (hmr_wire_resp_exec(qp, pkt)) {
+		hmr_wire_resp_count(qp, HMR_WIRE_DROPPED);
+		hmr_wire_uc_drop(qp);
+	} else if (pkt->flags & HMR_PF_LAST) {
+		w->msn++;
+	}
+}
+
 /* A UD datagram: Q_Key checked, the GRH made from the IP header, best effort. */
 static void hmr_wire_resp_ud(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_pkt *pkt)
 {
@@ -537,6 +574,9 @@ void hmr_wire_resp_rx(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_pkt *pk
 	else if (qp->ibqp.qp_type == IB_QPT_RC && service == HMR_OP_RC &&
 		 hmr_wire_from_peer(qp, skb))
 		hmr_wire_resp_rc(qp, pkt);
+	else if (qp->ibqp.qp_type == IB_QPT_UC && service == HMR_OP_UC &&
+		 hmr_wire_from_peer(qp, skb))
+		hmr_wire_resp_uc(qp, pkt);
 	else
 		goto drop;
 	mutex_unlock(&qp->resp_lock);

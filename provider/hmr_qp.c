@@ -344,10 +344,11 @@ static int hmr_post_one_send(struct hmr_qp *qp, const struct ibv_send_wr *wr)
 	wqe->opcode = wr->opcode;
 	wqe->send_flags = wr->send_flags;
 	wqe->imm_data = wr->imm_data;
-	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
-		hmr_wqe_set_ud(wqe, wr->wr.ud.ah, wr->wr.ud.remote_qpn, wr->wr.ud.remote_qkey);
-	else
+	if (qp->vqp.qp.qp_type != IBV_QPT_UD)
 		hmr_wqe_set_remote(wqe, wr);
+	else if (wr->opcode == IBV_WR_SEND || wr->opcode == IBV_WR_SEND_WITH_IMM)
+		hmr_wqe_set_ud(wqe, wr->wr.ud.ah, wr->wr.ud.remote_qpn, wr->wr.ud.remote_qkey);
+	/* any other opcode on UD names no AH: the kernel completes it LOC_QP_OP_ERR */
 	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
 		wqe->xrc_srqn = wr->qp_type.xrc.remote_srqn;
 	if (wr->send_flags & IBV_SEND_INLINE) {

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("HMR_GUEST") != "1", reason="runs
 
 from test_hmr_util import e  # noqa: E402
 from test_hmr_data import ALL, Pair, connect, pattern, poll, send_wr  # noqa: E402
-import test_hmr_qp_ex as qp_ex  # noqa: E402  (modules, not names: pytest would collect those)
+import test_hmr_mw as mw  # noqa: E402  (modules, not names: pytest would collect those)
+import test_hmr_qp_ex as qp_ex  # noqa: E402
 import test_hmr_srq as srq  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
@@ -70,6 +71,15 @@ def srq_resize():
         rig.close()
 
 
+def mem_window(mw_type):
+    """A window bound over an MW_BIND MR takes WRITE, READ and atomics through its key; type 1
+    through any QP of its PD, type 2 (2B) only through the QP that bound it."""
+    def run():
+        with mw.Rig() as rig:
+            mw.test_window_through_another_qp_of_the_pd(rig, mw_type)
+    return run
+
+
 def with_ex_pair(test, *args):
     def run():
         pair = qp_ex.ExPair()
@@ -85,6 +95,8 @@ CAPS = {
     e.IBV_DEVICE_SYS_IMAGE_GUID: sys_image_guid,
     e.IBV_DEVICE_XRC: xrc,
     e.IBV_DEVICE_SRQ_RESIZE: srq_resize,
+    e.IBV_DEVICE_MEM_WINDOW: mem_window(e.IBV_MW_TYPE_1),
+    e.IBV_DEVICE_MEM_WINDOW_TYPE_2B: mem_window(e.IBV_MW_TYPE_2),
     FLUSH_GLOBAL: with_ex_pair(qp_ex.test_wr_flush, "range"),
     ATOMIC_WRITE: with_ex_pair(qp_ex.test_wr_atomic_write),
 }
@@ -108,12 +120,13 @@ def test_no_capability_is_advertised_that_is_not_exercised():
     assert not unknown, f"advertised and not exercised: {unknown}"
 
 
-def test_what_is_not_advertised_is_refused():
-    """No memory windows (IBV_DEVICE_MEM_WINDOW unset): an MR with MW_BIND is refused."""
+def test_type_2a_windows_are_not_advertised():
+    """hmr0's type 2 memory windows are type 2B (the CAPS entry above):
+    IBV_DEVICE_MEM_WINDOW_TYPE_2A stays unset. query_device reports the windows' limit."""
     with Context(name="hmr0") as ctx:
-        assert not ctx.query_device().device_cap_flags & e.IBV_DEVICE_MEM_WINDOW
-        with pytest.raises(PyverbsRDMAError):
-            MR(PD(ctx), 4096, e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_MW_BIND)
+        attr = ctx.query_device()
+    assert not attr.device_cap_flags & e.IBV_DEVICE_MEM_WINDOW_TYPE_2A
+    assert attr.max_mw == 65536
 
 
 def qp_at(pd, cq, attr, **over):

@@ -204,14 +204,13 @@ def test_rereg_mr_cases_run_and_pass(suite):
     assert len(got) >= 4 and set(got.values()) == {"ok"}, got
 
 
-# Why hmr0 may skip a test rxe0 runs: a feature that needs hardware (the issue's list), or work
-# not done yet (issue 11), each by a piece of the skip reason. Any other difference fails, and
-# so does a gap listed here that no longer makes a difference (take it off then).
+# Why hmr0 may skip a test rxe0 runs: a feature that needs hardware (the issue's list), or a
+# listed gap (issue 11's work is done: only the kernel's own, before 6.2), each by a piece of the
+# skip reason. Any other difference fails, and so does a gap listed here that no longer makes a
+# difference (take it off then).
 HARDWARE = ("Device memory", "renderD128", "Raw Packet", "dma-buf", "DmaBuf", "flow steering",
             "Tag matching", "tag matching")
-GAPS = {"MW": "memory windows", "memory window": "memory windows",
-        "access flags 18": "memory windows (IBV_ACCESS_MW_BIND on an MR)",
-        "MWTest": "memory windows (rdma-core 65's test_mw_ex_type1 says only EOPNOTSUPP)"}
+GAPS = {}
 if not KERNEL_HAS_FLUSH:  # 6.1's rxe runs rdma-core 44's ATOMIC WRITE case: hmr refuses the QP
     GAPS["test_qp_ex_rc_atomic_write"] = "ATOMIC WRITE: not in the kernel's verbs before 6.2"
 

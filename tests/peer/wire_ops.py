@@ -51,6 +51,13 @@ its access flags). --flush-status STATUS (client, --op flush): the FLUSHes are t
 STATUS instead (the WRITEs before them still succeed, and the server still checks their data);
 use with --iters 1: a failed FLUSH leaves the QP in ERROR.
 
+--uc (both sides): UC QPs instead of RC (send, send_imm, write, write_imm): nothing is
+acknowledged, so a message lost on the link would be lost for good (a quiet link loses none).
+
+--mw 1|2 (server; write, write_imm, read, cas, faa): the client reaches the target through a
+memory window over it (type 1 bound by ibv_bind_mw, type 2 by an IBV_WR_BIND_MW WR on the
+server's QP) instead of the MR's rkey; the MR has IBV_ACCESS_MW_BIND.
+
 --expect-status STATUS --timeout-secs S (client): stream WRITEs (--depth outstanding) until
 they fail; exit 0 when the first failed WR ends with STATUS (the others: STATUS or
 IBV_WC_WR_FLUSH_ERR) within S seconds of the last successful completion. It prints
@@ -79,7 +86,7 @@ from test_hmr_util import MADV_DONTNEED, MAP_FIXED, PROT_RW, e, libc  # noqa: E4
 from pyverbs.addr import AHAttr, GID, GlobalRoute  # noqa: E402
 from pyverbs.cq import CQ  # noqa: E402
 from pyverbs.device import Context  # noqa: E402
-from pyverbs.mr import MR  # noqa: E402
+from pyverbs.mr import MR, MW, MWBind, MWBindInfo  # noqa: E402
 from pyverbs.pd import PD  # noqa: E402
 from pyverbs.qp import QP, QPAttr, QPCap, QPEx, QPInitAttr, QPInitAttrEx  # noqa: E402
 from pyverbs.wr import SGE, RecvWR, SendWR  # noqa: E402
@@ -238,14 +245,15 @@ def find_gid(dev, ipv6):
 class Buffer:
     """An anonymous mapping, registered (ODP when asked; FLUSH_GLOBAL for a FLUSH target)."""
 
-    def __init__(self, pd, length, odp, flush=False):
+    def __init__(self, pd, length, odp, flush=False, mw=False):
         self.length = length
         self.addr = libc.mmap(None, length, PROT_RW, 0x22, -1, 0)  # MAP_PRIVATE | MAP_ANONYMOUS
         if self.addr in (None, ctypes.c_void_p(-1).value):
             raise Failed(f"mmap of {length} bytes failed: errno {ctypes.get_errno()}")
         ctypes.memset(self.addr, 0, length)
         self.mr = MR(pd, length, ACCESS | (enum("IBV_ACCESS_FLUSH_GLOBAL") if flush else 0) |
-                     (e.IBV_ACCESS_ON_DEMAND if odp else 0), address=self.addr)
+                     (e.IBV_ACCESS_ON_DEMAND if odp else 0) |
+                     (e.IBV_ACCESS_MW_BIND if mw else 0), address=self.addr)
 
     def put(self, off, data):
         ctypes.memmove(self.addr + off, data, len(data))
@@ -379,7 +387,8 @@ class Side:
                 pd=self.pd, comp_mask=e.IBV_QP_INIT_ATTR_PD | e.IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
                 send_ops_flags=ops))
             return
-        self.qp = QP(self.pd, QPInitAttr(qp_type=e.IBV_QPT_RC, scq=self.scq, rcq=self.rcq,
+        self.qp = QP(self.pd, QPInitAttr(qp_type=e.IBV_QPT_UC if self.args.uc else
+                                         e.IBV_QPT_RC, scq=self.scq, rcq=self.rcq,
                                          cap=cap, sq_sig_all=1))
 
     def error(self, msg):
@@ -401,13 +410,18 @@ class Side:
         return {"qpn": self.qp.qp_num, "psn": self.psn, "gid": self.gid, "mtu": self.mtu}
 
     def connect(self, remote):
+        """INIT, RTR, RTS. UC (--uc): no read/atomic rights, rd_atomic depths, timeouts or
+        retries."""
+        uc = self.args.uc
         mtu = min(self.mtu, remote["mtu"], 4096)
         a = QPAttr(qp_state=e.IBV_QPS_INIT)
         # a FLUSH needs the responder QP's leave too (rxe answers invalid request without it)
         flush = enum("IBV_ACCESS_FLUSH_GLOBAL") if self.args.op in FLUSH_OPS else 0
         if getattr(self.args, "no_qp_flush", False):
             flush = 0
-        a.pkey_index, a.port_num, a.qp_access_flags = 0, 1, ACCESS | flush
+        a.pkey_index, a.port_num = 0, 1
+        a.qp_access_flags = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE if uc else \
+            ACCESS | flush
         self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_PKEY_INDEX | e.IBV_QP_PORT |
                        e.IBV_QP_ACCESS_FLAGS)
         a = QPAttr(qp_state=e.IBV_QPS_RTR)
@@ -416,14 +430,38 @@ class Side:
         a.path_mtu, a.dest_qp_num, a.rq_psn = MTU_ENUM[mtu], remote["qpn"], remote["psn"]
         a.max_dest_rd_atomic, a.min_rnr_timer = 16, 12
         self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_AV | e.IBV_QP_PATH_MTU | e.IBV_QP_DEST_QPN |
-                       e.IBV_QP_RQ_PSN | e.IBV_QP_MAX_DEST_RD_ATOMIC | e.IBV_QP_MIN_RNR_TIMER)
+                       e.IBV_QP_RQ_PSN | (0 if uc else e.IBV_QP_MAX_DEST_RD_ATOMIC |
+                                          e.IBV_QP_MIN_RNR_TIMER))
         a = QPAttr(qp_state=e.IBV_QPS_RTS)
         a.timeout, a.retry_cnt, a.rnr_retry = 14, 7, 7
         a.sq_psn, a.max_rd_atomic = self.psn, 16
-        self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_TIMEOUT | e.IBV_QP_RETRY_CNT |
-                       e.IBV_QP_RNR_RETRY | e.IBV_QP_SQ_PSN | e.IBV_QP_MAX_QP_RD_ATOMIC)
+        self.qp.modify(a, e.IBV_QP_STATE | e.IBV_QP_SQ_PSN | (0 if uc else e.IBV_QP_TIMEOUT |
+                       e.IBV_QP_RETRY_CNT | e.IBV_QP_RNR_RETRY | e.IBV_QP_MAX_QP_RD_ATOMIC))
         self.path_mtu = mtu
         return mtu
+
+    def bind_window(self, buf, ctl):
+        """After connect: a memory window of type --mw over @buf, bound on the QP with the key
+        window_key() said; waits for the bind's completion."""
+        access = e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ | \
+            e.IBV_ACCESS_REMOTE_ATOMIC
+        info = MWBindInfo(buf.mr, buf.addr, buf.length, access)
+        if self.args.mw == 1:
+            self.qp.bind_mw(self.mw, MWBind(info, e.IBV_SEND_SIGNALED))
+        else:
+            wr = SendWR(wr_id=0, opcode=e.IBV_WR_BIND_MW, send_flags=e.IBV_SEND_SIGNALED)
+            wr.set_bind_wr(self.mw, info)
+            self.qp.post_send(wr)
+        wcs = self.wait_wcs(self.scq, 1, 60, ctl, "memory window bind")
+        self.check_wcs(wcs, [(0, e.IBV_WC_BIND_MW)], "memory window bind")
+        if self.errors:
+            raise Failed(f"binding a type {self.args.mw} memory window: {self.errors[0]}")
+
+    def window_key(self):
+        """The R_Key the window will have once bound (both ways: the next key of the MW's)."""
+        self.mw = MW(self.pd, e.IBV_MW_TYPE_1 if self.args.mw == 1 else e.IBV_MW_TYPE_2)
+        key = self.mw.rkey
+        return (key & ~0xff) | ((key + 1) & 0xff)
 
     def poll(self, cq, n):
         _, got = cq.poll(n)
@@ -548,6 +586,10 @@ def converse(side, ctl, body):
     finally:
         if side.race:
             side.race.end()
+        # The window before its MR and QP: rxe refuses to deregister an MR with a window bound
+        # (EINVAL), and a type 2 window it never let go of stalls its QP's destroy (a WARN).
+        if getattr(side, "mw", None):
+            side.mw.close()
     return side
 
 
@@ -562,11 +604,15 @@ def run_server(side, ctl):
     unit = unit_len(max(sizes))
     slot = depth * unit
     copies = [0, slot] if args.race else [0]
-    target = Buffer(side.pd, slot * len(copies), args.odp, op == "flush")
+    target = Buffer(side.pd, slot * len(copies), args.odp, op == "flush", mw=bool(args.mw))
     ctlbuf = Buffer(side.pd, PAGE, False)  # barriers and immediates' receives: not the data
-    ctl.send(hello={**side.info(), "addr": target.addr, "rkey": target.mr.rkey,
+    rkey = side.window_key() if args.mw else target.mr.rkey
+    ctl.send(hello={**side.info(), "addr": target.addr, "rkey": rkey,
                     "length": target.length, "copies": copies})
     side.connect(hello)
+    if args.mw:
+        side.bind_window(target, ctl)
+        side.extra.update(mw=args.mw, rkey=rkey)
     if args.race:
         # fork keeps every byte: it works on the checked slot too; the others on the second one
         lo, n = (0, 2 * slot) if args.race == "fork" else (slot, slot)
@@ -922,6 +968,8 @@ def parse(argv):
                    "receives this many seconds after telling the client to go (RNR NAKs)")
     p.add_argument("--no-qp-flush", action="store_true")
     p.add_argument("--flush-status")
+    p.add_argument("--uc", action="store_true")
+    p.add_argument("--mw", type=int, choices=(1, 2))
     p.add_argument("--expect-status")
     p.add_argument("--timeout-secs", type=float, default=30)
     p.add_argument("--duration", type=float, default=900)
@@ -938,6 +986,10 @@ def parse(argv):
         name = args.expect_status.removeprefix("IBV_WC_")
         if name not in WC_STATUS:
             p.error(f"unknown status {args.expect_status}")
+    if args.uc and args.op not in SENDS + WRITES:
+        p.error("--uc goes with send, send_imm, write or write_imm")
+    if args.mw and (args.role != "server" or args.op not in WRITES + ATOMICS + ("read",)):
+        p.error("--mw is for the server, with write, write_imm, read, cas or faa")
     if args.iters < 1 or args.depth < 1 or args.depth > 64:
         p.error("--iters >= 1, 1 <= --depth <= 64")
     if args.op in ATOMICS or args.op == "atomic_write":
