@@ -214,7 +214,9 @@ def test_type2_bind_by_post_send(any_rig):
     old = mw.rkey
     wc, key = any_rig.bind(mw)
     assert (wc.status, wc.opcode) == (e.IBV_WC_SUCCESS, e.IBV_WC_BIND_MW)
-    assert key == inc(old) and mw.rkey == old    # the WR's key; ibv_mw.rkey unchanged
+    # the WR's key (pyverbs' set_bind_wr: inc_rkey); whether ibv_mw.rkey follows is
+    # userspace's business: rdma-core 56's pyverbs leaves it, 65's updates it
+    assert key == inc(old) and mw.rkey in (old, key)
     any_rig.works(key, WIN, WLEN)
     any_rig.refused("read", any_rig.mr.rkey)
 

@@ -586,10 +586,12 @@ def converse(side, ctl, body):
     finally:
         if side.race:
             side.race.end()
-        # The window before its MR and QP: rxe refuses to deregister an MR with a window bound
-        # (EINVAL), and a type 2 window it never let go of stalls its QP's destroy (a WARN).
+        # The window, then the QP, before the MR: rxe refuses to deregister an MR while a window
+        # over it lives on (EINVAL; its responder keeps the last window used until the QP goes),
+        # and a type 2 window it never let go of stalls its QP's destroy (a WARN).
         if getattr(side, "mw", None):
             side.mw.close()
+            side.qp.close()
     return side
 
 
