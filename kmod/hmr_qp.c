@@ -285,6 +285,7 @@ u32 hmr_qp_flush(struct hmr_qp *qp)
 
 	n = hmr_qp_flush_ring(qp, &qp->sq, &qp->sq_cons, qp->ibqp.send_cq, IB_WC_SEND);
 	mutex_lock(&qp->resp_lock);
+	n += hmr_wire_resp_flush(qp);	/* taken off the ring first */
 	n += hmr_qp_flush_ring(qp, &qp->rq, &qp->rq_cons, qp->ibqp.recv_cq, IB_WC_RECV);
 	mutex_unlock(&qp->resp_lock);
 	return n;

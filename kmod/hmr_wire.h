@@ -41,5 +41,6 @@ void hmr_wire_qp_destroy(struct hmr_qp *qp);
 /* hmr_wire_resp.c */
 void hmr_wire_resp_rx(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_pkt *pkt);
 void hmr_wire_resp_release(struct hmr_qp *qp);
+u32 hmr_wire_resp_flush(struct hmr_qp *qp);
 
 #endif /* HMR_WIRE_H */

@@ -47,6 +47,28 @@ void hmr_wire_resp_release(struct hmr_qp *qp)
 	qp->wire.off = 0;
 }
 
+/*
+ * The QP is in ERROR: a receive WQE taken off the ring for a SEND that never ended (its
+ * requester gave up; on UC, kept for the next SEND) completes flushed like those still on the
+ * ring. Returns 1 if there was one. Caller holds resp_lock.
+ */
+u32 hmr_wire_resp_flush(struct hmr_qp *qp)
+{
+	struct hmr_wire_qp *w = &qp->wire;
+	struct hmr_request req = {
+		.opcode = IB_UVERBS_WR_SEND,
+		.src_qpn = qp->attr.dest_qp_num,
+		.srq = qp->ibqp.srq ? to_hsrq(qp->ibqp.srq) : NULL,
+	};
+
+	if (w->cur != HMR_PF_SEND && !w->rwqe_held)
+		return 0;
+	hmr_resp_complete_recv(qp, &req, w->rwqe->wr_id, IB_WC_WR_FLUSH_ERR, IB_WC_RECV, 0);
+	w->rwqe_held = false;
+	hmr_wire_resp_release(qp);
+	return 1;
+}
+
 /* The scratch buffers a message needs, allocated once per QP. */
 static int hmr_wire_resp_bufs(struct hmr_wire_qp *w)
 {

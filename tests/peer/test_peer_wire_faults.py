@@ -82,15 +82,17 @@ def test_stream_under_fault(netem, op, server):
                                                   "duplicate_request", "completer_retry_err")))
 
 
-def test_responder_exits_after_the_requester_gave_up_mid_write():
-    """The link dies (netem: 4 Mbit/s so that the WRITE lasts, then loss 100%, on this side)
-    in the middle of a 32 MiB WRITE: the requester ends with IBV_WC_RETRY_EXC_ERR. Once the
-    link is back, the server (the responder) learns it over TCP and exits: nothing of the
+@pytest.mark.parametrize("op", ["write", "send"])
+def test_responder_exits_after_the_requester_gave_up_mid_message(op):
+    """The link dies (netem: 4 Mbit/s so that the message lasts, then loss 100%, on this side)
+    in the middle of a 32 MiB WRITE or SEND: the requester ends with IBV_WC_RETRY_EXC_ERR. Once
+    the link is back, the server (the responder) learns it over TCP and exits: nothing of the
     half-received message may keep it from doing so (deregistering the target MR must not wait
-    for packets that will never come)."""
+    for packets that will never come). The SEND's server first moves its QP to ERROR: the
+    receive the message was filling completes IBV_WC_WR_FLUSH_ERR (not lost)."""
     size = 32 << 20
     port = next_port()
-    server = Server("peer", wire_argv("peer", "server", "write", port,
+    server = Server("peer", wire_argv("peer", "server", op, port,
                                       ["--sizes", str(size), "--iters", "1"]))
     dev = link_if("self")
     client = lossy = None
@@ -101,7 +103,7 @@ def test_responder_exits_after_the_requester_gave_up_mid_write():
         lossy = True
         wait_listening(server, port)
         client = subprocess.Popen(
-            wire_argv("self", "client", "write", port, ["--sizes", str(size), "--iters", "1"]) +
+            wire_argv("self", "client", op, port, ["--sizes", str(size), "--iters", "1"]) +
             ["peer"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             errors="replace")
         start, end = counters("peer")["rcvd_pkts"], time.monotonic() + 600
@@ -130,3 +132,6 @@ def test_responder_exits_after_the_requester_gave_up_mid_write():
     assert client.returncode == 1 and s and "IBV_WC_RETRY_EXC_ERR" in s["statuses"], where
     assert src is not None, where
     assert src == 1 and ("the peer aborted" in sout or "control connection" in sout), where
+    if op == "send":
+        srv = summary(sout)
+        assert srv and srv["statuses"].get("IBV_WC_WR_FLUSH_ERR") == 1, where

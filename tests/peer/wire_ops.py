@@ -63,6 +63,9 @@ they fail; exit 0 when the first failed WR ends with STATUS (the others: STATUS 
 IBV_WC_WR_FLUSH_ERR) within S seconds of the last successful completion. It prints
 "streaming" once 8 WRITEs completed (the moment to take the peer away).
 
+A server of send or send_imm that fails moves its QP to ERROR and counts the receives that then
+complete (flushed), a SEND's receive that was being filled included.
+
 Output: one JSON line (role, ops done, bytes checked, errors, the WC statuses seen by name).
 Exit status: 0 everything matched and every WC succeeded; 1 a failure; 2 usage; 77 skip.
 """
@@ -463,6 +466,19 @@ class Side:
         key = self.mw.rkey
         return (key & ~0xff) | ((key + 1) & 0xff)
 
+    def flush_receives(self, secs=10):
+        """After a failure: the QP to ERROR, and the receives it still had (one a SEND was
+        arriving into included) collected as they complete flushed."""
+        try:
+            self.qp.modify(QPAttr(qp_state=e.IBV_QPS_ERR), e.IBV_QP_STATE)
+        except Exception as err:  # noqa: BLE001 -- reported, not raised: a failure is on its way
+            self.error(f"modify to ERROR: {err}")
+            return
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            if not self.poll(self.rcq, 16):
+                time.sleep(0.05)
+
     def poll(self, cq, n):
         _, got = cq.poll(n)
         for wc in got:
@@ -583,6 +599,8 @@ def converse(side, ctl, body):
             ctl.send(abort=str(f))
         except OSError:
             pass
+        if side.role == "server" and side.args.op in SENDS:
+            side.flush_receives()
     finally:
         if side.race:
             side.race.end()
