@@ -351,8 +351,10 @@ def test_uc(op, mode, server):
 def test_memory_window(op, mw, server):
     """The client reaches the server's memory through a memory window's R_Key (type 1 bound by
     ibv_bind_mw, type 2 by a BIND_MW WR on the server's QP) over an ODP MR where the server's
-    device has ODP: byte for byte as through the MR's key."""
-    opts = odp_opts(op)
+    device has ODP: byte for byte as through the MR's key. ODP on hmr sides only: rxe of 7.2
+    misplaces ODP data at in-page offsets (the windows change nothing there: see Documentation.md,
+    RoCEv2 on the wire), and rxe of 6.12 has none."""
+    opts = {s: ["--odp"] if is_hmr(s) else [] for s in SIDES}
     iters = 2
     o = run_ops(op, server, ["--iters", str(iters)], client_extra=opts[other(server)],
                 server_extra=[*opts[server], "--mw", str(mw)])
