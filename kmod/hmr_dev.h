@@ -209,6 +209,8 @@ struct hmr_mr {
 
 /* The tag of a memory window's entry in hdev->mrs (xa_tag_pointer); MRs are untagged. */
 #define HMR_KEY_MW	1
+/* Key indices: the upper 24 bits of a key; the low 8 bits make reused keys differ. */
+#define HMR_KEY_INDEX_LIMIT	XA_LIMIT(1, (1 << 24) - 1)
 
 /*
  * A memory window (hmr_mw.c): a remote key to part of an MR, with rights of its own. It holds

@@ -28,9 +28,6 @@
 
 #include "hmr_dev.h"
 
-/* MR indices: the upper 24 bits of a key; the low 8 bits make reused keys differ. */
-#define HMR_MR_INDEX_LIMIT	XA_LIMIT(1, (1 << 24) - 1)
-
 #define HMR_MR_ACCESS_WRITE	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | \
 				 IB_ACCESS_REMOTE_ATOMIC)
 #define HMR_MR_ACCESS_ALL	(HMR_MR_ACCESS_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_ON_DEMAND | \
@@ -87,7 +84,7 @@ static int hmr_mr_alloc_key(struct hmr_dev *hdev, struct hmr_mr *mr)
 	u32 index;
 	int ret;
 
-	ret = xa_alloc_cyclic(&hdev->mrs, &index, mr, HMR_MR_INDEX_LIMIT, &hdev->next_mr,
+	ret = xa_alloc_cyclic(&hdev->mrs, &index, mr, HMR_KEY_INDEX_LIMIT, &hdev->next_mr,
 			      GFP_KERNEL);
 	if (ret < 0)
 		return ret;

@@ -20,7 +20,6 @@
 #include "hmr_dev.h"
 #include "hmr_transport.h"
 
-#define HMR_MW_INDEX_LIMIT	XA_LIMIT(1, (1 << 24) - 1)	/* as MRs' */
 #define HMR_MW_ACCESS		(IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_WRITE | \
 				 IB_ACCESS_REMOTE_ATOMIC)
 
@@ -35,7 +34,7 @@ int hmr_alloc_mw(struct ib_mw *ibmw, struct ib_udata *udata)
 		return -EINVAL;
 	mw->key = get_random_u8();	/* the index is not known yet: nothing can find it */
 	ret = xa_alloc_cyclic(&hdev->mrs, &index, xa_tag_pointer(mw, HMR_KEY_MW),
-			      HMR_MW_INDEX_LIMIT, &hdev->next_mr, GFP_KERNEL);
+			      HMR_KEY_INDEX_LIMIT, &hdev->next_mr, GFP_KERNEL);
 	if (ret < 0)
 		return ret;
 	xa_lock(&hdev->mrs);

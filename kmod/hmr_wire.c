@@ -497,7 +497,7 @@ static int hmr_wire_run(struct hmr_wire_op *op)
 /*
  * A UC message (IBTA 9.7.2): its packets a window at a time, paced (a burst overruns the
  * receiving host's socket buffers, and nothing would send the lost ones again), and done once
- * sent: nothing is acknowledged.
+ * sent: nothing is acknowledged. A QP being destroyed stops it between windows.
  */
 static int hmr_wire_uc(struct hmr_wire_op *op)
 {
@@ -507,6 +507,8 @@ static int hmr_wire_uc(struct hmr_wire_op *op)
 		ret = hmr_wire_send_msg(op);
 		if (ret || op->sent == op->npkts)
 			return ret ? ret : IB_WC_SUCCESS;
+		if (READ_ONCE(op->qp->wire.stop))
+			return IB_WC_WR_FLUSH_ERR;
 		op->done = op->sent;
 		usleep_range(1000, 2000);
 	}

@@ -321,22 +321,20 @@ def test_ipv6_gids():
 @pytest.mark.parametrize("mode", ["mr", "odp"])
 @pytest.mark.parametrize("op", ["send", "send_imm", "write", "write_imm"])
 def test_uc(op, mode, server):
-    """UC QPs on the wire (--uc), at the default sizes up to 1 MiB, registered memory and ODP on
-    each side whose device has UC ODP for @op: nothing is acknowledged, and on this quiet link
-    every message lands, byte for byte."""
+    """UC QPs on the wire (--uc), at 0, 1, MTU-1, MTU, MTU+1, 4 KiB and 16 KiB, registered memory
+    and ODP on each side whose device has UC ODP for @op: nothing is acknowledged, and on this
+    quiet link every message lands, byte for byte."""
     opts = {s: [] for s in SIDES}
     if mode == "odp":
         opts = {s: ["--odp"] if ODP_CAPS[op] <= odp_caps(s).get("uc", set()) else []
                 for s in SIDES}
         if not any(opts.values()):
             pytest.skip(f"no device advertises UC ODP {sorted(ODP_CAPS[op])}")
-    # Nothing resends a lost UC packet. rxe sends a message's packets in one burst, and the
-    # emulated link loses datagrams beyond about a hundred in flight; hmr paces its UC windows,
-    # but an rxe receiver (1 vCPU, emulated) still lost one packet of a paced 1 MiB once: with
-    # rxe on either side at most 64 KiB (64 packets of the lab's 1024-byte path MTU; the link's
-    # MTU is 1500), hmr to hmr 1 MiB.
-    both_hmr = is_hmr(server) and is_hmr(other(server))
-    sizes = [] if both_hmr else ["--sizes", "0,1,1023,1024,1025,4096,65536"]
+    # Nothing resends a lost UC packet, and the emulated link loses datagrams now and then: a
+    # paced 1 MiB message (1024 packets of the lab's 1024-byte path MTU) lost some under load,
+    # into rxe and into hmr alike. So at most 16 KiB (16 packets) here: what is checked is UC on
+    # the wire, not the link's loss rate.
+    sizes = ["--sizes", "0,1,1023,1024,1025,4096,16384"]
     iters = 2
     o = run_ops(op, server, ["--uc", "--iters", str(iters), *sizes],
                 client_extra=opts[other(server)], server_extra=opts[server])
