@@ -163,7 +163,8 @@ static bool hmr_mw_allows(const struct hmr_mw *mw, struct hmr_qp *qp, struct ib_
  * Resolve the remote buffer @sge (an R_Key, as a one-entry SGL) through the window its key
  * names, for a request on @qp checked against @pd: then its MR, referenced in @sgl as
  * hmr_sgl_resolve() leaves it. Returns -ENOENT if the key names no window (an MR's, or
- * nothing), -EACCES if the window refuses, else 0.
+ * nothing), -EACCES if the window refuses, else 0. Called only once the key failed as an
+ * MR's, so an MR's R_Key costs one lookup as before windows.
  */
 int hmr_mw_resolve(struct hmr_qp *qp, struct ib_pd *pd, const struct hmr_sge *sge, int access,
 		   struct hmr_sgl *sgl)

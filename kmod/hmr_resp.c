@@ -142,10 +142,11 @@ int hmr_resp_remote_sgl(struct hmr_qp *qp, struct hmr_request *req, u64 len,
 		sgl->inline_data = NULL;
 		return 0;
 	}
-	ret = hmr_mw_resolve(qp, pd, &sge, access, sgl);	/* an R_Key may name a window */
-	if (ret != -ENOENT)
-		return ret;
-	return hmr_sgl_resolve(pd, sgl, &sge, 1, access);
+	ret = hmr_sgl_resolve(pd, sgl, &sge, 1, access);
+	if (!ret)
+		return 0;
+	/* Not an MR's key that allows it: a window's, perhaps (looked up only then). */
+	return hmr_mw_resolve(qp, pd, &sge, access, sgl) == 0 ? 0 : ret;
 }
 
 void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
