@@ -188,7 +188,7 @@ struct hmr_mm {
 struct hmr_mr {
 	struct ib_mr ibmr;
 	struct hmr_dev *hdev;
-	struct hmr_mm *mm;		/* the registering process's mirror; NULL if kernel */
+	struct hmr_mm *pmirror;	/* the registering process's mirror (hmr_mm.c); NULL if kernel */
 	/* Its window over that mirror: the MR's pages and whether it may write (rereg). */
 	struct hmr_window win;
 	refcount_t ref;			/* lookups by key (hmr_mr_get) and the registration */

@@ -148,21 +148,21 @@ struct ib_mr *hmr_reg_user_mr(struct ib_pd *ibpd, u64 start, u64 length, u64 iov
 	mr = hmr_mr_alloc(hdev, start, length, iova, access);
 	if (IS_ERR(mr))
 		return ERR_CAST(mr);
-	mr->mm = hmr_mm_get(hdev, current->mm);
-	if (IS_ERR(mr->mm)) {
-		ret = PTR_ERR(mr->mm);
+	mr->pmirror = hmr_mm_get(hdev, current->mm);
+	if (IS_ERR(mr->pmirror)) {
+		ret = PTR_ERR(mr->pmirror);
 		goto err_free;
 	}
-	hmr_window_init(&mr->win, &mr->mm->mirror, start, start + length,
+	hmr_window_init(&mr->win, &mr->pmirror->mirror, start, start + length,
 			access & HMR_MR_ACCESS_WRITE);
-	hmr_mm_keep(rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc), mr->mm);
+	hmr_mm_keep(rdma_udata_to_drv_context(udata, struct hmr_ucontext, ibuc), mr->pmirror);
 	ret = hmr_mr_alloc_key(hdev, mr);
 	if (ret)
 		goto err_mm;
 	return &mr->ibmr;
 
 err_mm:
-	hmr_mm_put(mr->mm);
+	hmr_mm_put(mr->pmirror);
 err_free:
 	kfree(mr);
 	return ERR_PTR(ret);
@@ -216,8 +216,8 @@ int hmr_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 	hmr_mr_put(mr);
 	wait_for_completion(&mr->done);
 	/* Its pages stay in the mirror for the process's other MRs (hmr_mm.c). */
-	if (mr->mm)
-		hmr_mm_put(mr->mm);
+	if (mr->pmirror)
+		hmr_mm_put(mr->pmirror);
 	kfree(mr);
 	return 0;
 }
@@ -354,30 +354,33 @@ static unsigned long hmr_mr_pfns(const unsigned long *hpfns, u64 *pfns, unsigned
 }
 
 /*
- * THP-aware window: if the CPU maps @addr (HMM output @hpfn) with 2 MiB or more (a THP, a
- * hugetlb page) and the aligned 2 MiB around it lies in @mr, fill b->pfns with its 512 pages
- * marked huge (libhmr installs one 2 MiB leaf), set *@first to its start and return true.
- * The CPU mapping covers the whole block, so its pages are contiguous from the block's start.
+ * THP-aware window: whether the CPU maps @addr (HMM output @hpfn) with 2 MiB or more (a THP, a
+ * hugetlb page) and the aligned 2 MiB around it lies in @mr.
  */
-static bool hmr_mr_huge_block(struct hmr_mr *mr, unsigned long addr, unsigned long hpfn,
-			      struct hmr_fault_bufs *b, unsigned long *first)
+static bool hmr_mr_huge_block(struct hmr_mr *mr, unsigned long addr, unsigned long hpfn)
 {
 	unsigned long start = round_down(addr, HMR_HUGE_SIZE);
-	u64 pfn, flags, *pfns;
+
+	return (hpfn & HMM_PFN_VALID) &&
+	       hmm_pfn_to_map_order(hpfn) >= HMR_HUGE_SHIFT - PAGE_SHIFT &&
+	       start >= hmr_mr_first(mr) && start + HMR_HUGE_SIZE <= hmr_mr_end(mr);
+}
+
+/*
+ * Fill @pfns (room for HMR_HUGE_PAGES) with the 512 pages of the 2 MiB block around @addr,
+ * marked huge (libhmr installs one 2 MiB leaf); returns the block's start. The CPU mapping
+ * covers the whole block (hmr_mr_huge_block), so its pages are contiguous from the start.
+ */
+static unsigned long hmr_mr_huge_fill(unsigned long addr, unsigned long hpfn, u64 *pfns)
+{
+	unsigned long start = round_down(addr, HMR_HUGE_SIZE);
+	u64 pfn = (hpfn & ~HMM_PFN_FLAGS) - ((addr - start) >> PAGE_SHIFT);
+	u64 flags = HMR_PFN_VALID | HMR_PFN_HUGE | (hpfn & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0);
 	unsigned int i;
 
-	if (!(hpfn & HMM_PFN_VALID) || hmm_pfn_to_map_order(hpfn) < HMR_HUGE_SHIFT - PAGE_SHIFT ||
-	    start < hmr_mr_first(mr) || start + HMR_HUGE_SIZE > hmr_mr_end(mr))
-		return false;
-	if (!b->heap && hmr_fault_bufs_grow(b))
-		return false;	/* no memory for 512 entries: the window's small ones then */
-	pfns = b->pfns;
-	pfn = (hpfn & ~HMM_PFN_FLAGS) - ((addr - start) >> PAGE_SHIFT);
-	flags = HMR_PFN_VALID | HMR_PFN_HUGE | (hpfn & HMM_PFN_WRITE ? HMR_PFN_WRITE : 0);
 	for (i = 0; i < HMR_HUGE_PAGES; i++)
 		pfns[i] = flags | (pfn + i);
-	*first = start;
-	return true;
+	return start;
 }
 
 /*
@@ -423,7 +426,7 @@ static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
 	struct vm_area_struct *vma;
 	int ret = -EFAULT;
 
-	range->notifier_seq = mmu_interval_read_begin(&mr->mm->notifier);
+	range->notifier_seq = mmu_interval_read_begin(&mr->pmirror->notifier);
 	mmap_read_lock(mm);
 	vma = vma_lookup(mm, range->start);
 	if (vma && first != HMR_FIRST_NONE)
@@ -490,12 +493,12 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 			       unsigned long *next, unsigned long *installed)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	struct mm_struct *mm = mr->mm->notifier.mm;
+	struct mm_struct *mm = mr->pmirror->notifier.mm;
 	struct hmm_range range = {
-		.notifier = &mr->mm->notifier,
+		.notifier = &mr->pmirror->notifier,
 		.start = addr,
 	};
-	unsigned long first, npages, valid;
+	unsigned long first, npages, valid, hpfn;
 	struct hmr_fault_bufs b;
 	unsigned int tries = 0;
 	bool own;
@@ -517,7 +520,10 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		ret = hmr_mr_fault_then_look_up(mr, mm, &range, fault_end, end, hmm_flags);
 		if (ret)
 			continue;	/* -EBUSY (the range changed) retries */
-		if (hmr_mr_huge_block(mr, addr, b.hpfns[0], &b, &first)) {
+		hpfn = b.hpfns[0];	/* growing the buffers below moves b.hpfns */
+		/* Without memory for 512 entries, the window's small ones. */
+		if (hmr_mr_huge_block(mr, addr, hpfn) && (b.heap || !hmr_fault_bufs_grow(&b))) {
+			first = hmr_mr_huge_fill(addr, hpfn, b.pfns);
 			npages = HMR_HUGE_PAGES;
 			valid = npages;
 		} else {
