@@ -104,4 +104,58 @@ static inline void hmr_resched(void)
 }
 #endif
 
+/*
+ * CRC-32 (IEEE 802.3, reflected, as crc32_le) at the CPU's best speed: the ICRC of every wire
+ * packet goes through it, sent and received. Until 6.14 the library's crc32_le() is the
+ * table-driven code (about 3 instructions a byte) on every architecture, and the carry-less
+ * multiply (x86 PCLMULQDQ, about 0.2) is reached only through the crypto API's "crc32",
+ * which rxe of those kernels uses too. Since 6.14 crc32_le() itself takes the fastest path.
+ * Without a crypto "crc32" (or for short runs, where the set-up would cost more) the library's.
+ */
+#include <linux/crc32.h>
+struct crypto_shash;
+extern struct crypto_shash *hmr_crc32_tfm;	/* hmr_pkt.c; NULL: crc32_le() */
+#ifdef HMR_CRC32_LE_GENERIC
+#include <crypto/hash.h>
+static inline void hmr_crc32_init(void)
+{
+	struct crypto_shash *tfm = crypto_alloc_shash("crc32", 0, 0);
+
+	hmr_crc32_tfm = IS_ERR(tfm) ? NULL : tfm;
+}
+
+static inline void hmr_crc32_exit(void)
+{
+	if (hmr_crc32_tfm)
+		crypto_free_shash(hmr_crc32_tfm);
+	hmr_crc32_tfm = NULL;
+}
+
+static inline u32 hmr_crc32_le(u32 crc, const void *p, size_t len)
+{
+	SHASH_DESC_ON_STACK(desc, hmr_crc32_tfm);
+
+	if (!hmr_crc32_tfm || len < 64)
+		return crc32_le(crc, p, len);
+	desc->tfm = hmr_crc32_tfm;
+	*(u32 *)shash_desc_ctx(desc) = crc;	/* the "crc32" shash's state is the running CRC */
+	if (crypto_shash_update(desc, p, len))
+		return crc32_le(crc, p, len);
+	return *(u32 *)shash_desc_ctx(desc);
+}
+#else
+static inline void hmr_crc32_init(void)
+{
+}
+
+static inline void hmr_crc32_exit(void)
+{
+}
+
+static inline u32 hmr_crc32_le(u32 crc, const void *p, size_t len)
+{
+	return crc32_le(crc, p, len);
+}
+#endif
+
 #endif /* HMR_COMPAT_H */

@@ -379,7 +379,10 @@ int hmr_net_init(void)
 {
 	skb_queue_head_init(&hmr_rxq);
 	hmr_rx_wq = alloc_workqueue("hmr_rx", WQ_UNBOUND | WQ_MEM_RECLAIM, 1);
-	return hmr_rx_wq ? 0 : -ENOMEM;
+	if (!hmr_rx_wq)
+		return -ENOMEM;
+	hmr_crc32_init();
+	return 0;
 }
 
 /* After every device is gone (no socket left): drain what softirq queued. */
@@ -388,4 +391,5 @@ void hmr_net_exit(void)
 	flush_workqueue(hmr_rx_wq);
 	destroy_workqueue(hmr_rx_wq);
 	skb_queue_purge(&hmr_rxq);
+	hmr_crc32_exit();
 }

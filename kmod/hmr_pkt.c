@@ -211,6 +211,9 @@ void hmr_pkt_build_hdrs(const struct hmr_pkt *pkt, u8 *bth)
  * fields as ones (IPv4: TOS, TTL, checksum; IPv6: traffic class, flow label, hop limit), UDP
  * with its checksum as ones, the BTH with resv8a/FECN/BECN as ones, and the rest.
  */
+/* The crypto API's CRC-32 where the library's is the generic code (hmr_compat.h), or NULL. */
+struct crypto_shash *hmr_crc32_tfm;
+
 u32 hmr_icrc(const void *l3, bool ipv6, const u8 *bth, u32 len, u8 hdr_len)
 {
 	u8 ps[sizeof(struct ipv6hdr) + sizeof(struct udphdr) + HMR_BTH_LEN];
@@ -236,7 +239,7 @@ u32 hmr_icrc(const void *l3, bool ipv6, const u8 *bth, u32 len, u8 hdr_len)
 	memcpy(ps + l3len + sizeof(*udp), bth, HMR_BTH_LEN);
 	ps[l3len + sizeof(*udp) + 4] = 0xff;	/* resv8a with FECN and BECN */
 	crc = crc32_le(crc, ps, l3len + sizeof(*udp) + HMR_BTH_LEN);
-	crc = crc32_le(crc, bth + HMR_BTH_LEN, len - HMR_BTH_LEN);
+	crc = hmr_crc32_le(crc, bth + HMR_BTH_LEN, len - HMR_BTH_LEN);
 	/*
 	 * FLUSH as rxe computes it (and so checks it): its opcode table gives FLUSH no payload
 	 * offset, so its "payload" starts at the BTH and runs to the ICRC, and the CRC goes over
@@ -244,6 +247,6 @@ u32 hmr_icrc(const void *l3, bool ipv6, const u8 *bth, u32 len, u8 hdr_len)
 	 * hmr rxe's (measured against rxe of 6.12 and 7.2).
 	 */
 	if (bth[0] == HMR_OP_FLUSH)
-		crc = crc32_le(crc, bth, len);
+		crc = hmr_crc32_le(crc, bth, len);
 	return ~crc;
 }
