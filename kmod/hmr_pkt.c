@@ -204,6 +204,9 @@ void hmr_pkt_build_hdrs(const struct hmr_pkt *pkt, u8 *bth)
 	hmr_pkt_ext((struct hmr_pkt *)pkt, bth + HMR_BTH_LEN, true);
 }
 
+/* The crypto API's CRC-32 where the library's is the generic code (hmr_compat.h), or NULL. */
+struct crypto_shash *hmr_crc32_tfm;
+
 /*
  * The invariant CRC (IBTA A17.8.2) of a packet whose IP header is at @l3 with the UDP header
  * right after it, and whose BTH is at @bth, over @len bytes from the BTH up to the ICRC: CRC-32
@@ -211,9 +214,6 @@ void hmr_pkt_build_hdrs(const struct hmr_pkt *pkt, u8 *bth)
  * fields as ones (IPv4: TOS, TTL, checksum; IPv6: traffic class, flow label, hop limit), UDP
  * with its checksum as ones, the BTH with resv8a/FECN/BECN as ones, and the rest.
  */
-/* The crypto API's CRC-32 where the library's is the generic code (hmr_compat.h), or NULL. */
-struct crypto_shash *hmr_crc32_tfm;
-
 u32 hmr_icrc(const void *l3, bool ipv6, const u8 *bth, u32 len, u8 hdr_len)
 {
 	u8 ps[sizeof(struct ipv6hdr) + sizeof(struct udphdr) + HMR_BTH_LEN];
