@@ -757,6 +757,22 @@ static void *hmr_access_map(struct hmr_access *acc, unsigned int i)
 	return kmap_local_page(page);
 }
 
+/*
+ * Copy @n bytes within one page: a whole page with copy_page(), the kernel's page copy (as COW
+ * and migration copy pages: rep movsq where the CPU does it well), the rest with memcpy().
+ * How a whole page is copied must not be left to the compiler: GCC 14 inlined these
+ * bounded memcpy() calls as rep movsq, GCC 16 calls memcpy(), which on a CPU without fast
+ * short rep movsb (FSRM; the lab's emulated one) is a register loop: a 1 MiB WRITE took 2.4x
+ * as long on the instruction clock (463 against 192 us, 7.2 and 6.12 guests).
+ */
+static void hmr_copy(void *dst, const void *src, size_t n)
+{
+	if (n == PAGE_SIZE && PAGE_ALIGNED(dst) && PAGE_ALIGNED(src))
+		copy_page(dst, (void *)src);
+	else
+		memcpy(dst, src, n);
+}
+
 /* Copy between the chunk @acc and @buf. */
 static void hmr_mr_copy_chunk(struct hmr_access *acc, void *buf, bool to_mr)
 {
@@ -770,9 +786,9 @@ static void hmr_mr_copy_chunk(struct hmr_access *acc, void *buf, bool to_mr)
 		void *p = hmr_access_map(acc, i);
 
 		if (to_mr)
-			memcpy(p + off, buf + done, n);
+			hmr_copy(p + off, buf + done, n);
 		else
-			memcpy(buf + done, p + off, n);
+			hmr_copy(buf + done, p + off, n);
 		kunmap_local(p);
 		done += n;
 	}
@@ -830,7 +846,7 @@ static void hmr_mr_copy_chunks(struct hmr_access *da, struct hmr_access *sa, siz
 		void *d = hmr_access_map(da, di);
 		void *s = hmr_access_map(sa, si);
 
-		memcpy(d + offset_in_page(dv), s + offset_in_page(sv), k);
+		hmr_copy(d + offset_in_page(dv), s + offset_in_page(sv), k);
 		kunmap_local(s);
 		kunmap_local(d);
 		done += k;
