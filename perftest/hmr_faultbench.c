@@ -2,8 +2,8 @@
 /*
  * hmr_faultbench: cost of an RDMA WRITE / READ whose target pages are not present (first touch).
  *
- *   hmr_faultbench -d DEV [-o] [-r REPEAT] [-n ITERS]
- *   hmr_faultbench -d cpu [-r REPEAT] [-n ITERS]
+ *   hmr_faultbench -d DEV [-o] [-r REPEAT] [-n ITERS] [-s BYTES]
+ *   hmr_faultbench -d cpu [-r REPEAT] [-n ITERS] [-s BYTES]
  *
  * qp[0] writes into / reads from a target region of the same process through qp[1] (one
  * device, RoCEv2 GID 1). The target is registered with IBV_ACCESS_ON_DEMAND (-o) or normally;
@@ -22,7 +22,8 @@
  * from dropped pages -- in the local buffer); a mismatch is an error (exit 1). Prints one CSV
  * line per case and repeat (-r, default 1):
  *   device,mode,op,bytes,state,median_ns,p99_ns,iters,backing
- * mode is odp or pinned. Exit 77 if -o and DEV has no RC ODP for WRITE and READ.
+ * mode is odp or pinned. Exit 77 if -o and DEV has no RC ODP for WRITE and READ. -s: only the
+ * cases of that size (4096 or 2097152; to profile one of them).
  * -d cpu: no device; the CPU's own first touch of the same targets, the physical floor of any
  * fault: memset of the target after MADV_DONTNEED (dropped) and of present pages (present),
  * as device cpu, mode cpu, op write.
@@ -45,6 +46,7 @@ struct fb {
 	struct bench b;
 	const char *dev;
 	int odp, iters;
+	size_t only;		/* -s: the cases of this size only (0: all) */
 	struct bench_buf local, small, small2m, huge;
 	uint64_t *lat;
 };
@@ -174,7 +176,8 @@ static int run_all(struct fb *f, int repeat)
 	for (int r = 0; r < repeat; r++)
 		for (int dropped = f->odp || is_cpu(f); dropped >= 0; dropped--)
 			for (int s = 0; s < 3; s++)
-				for (int o = 0; o < nops; o++) {
+				for (int o = 0; o < nops && (!f->only || f->only == tgt[s].bytes);
+				     o++) {
 					struct fcase c = { ops[o], tgt[s].bytes, dropped, tgt[s].thp };
 
 					if (run_case(f, &c))
@@ -223,19 +226,21 @@ int main(int argc, char **argv)
 	struct fb f = { .iters = 100 };
 	int repeat = 1, opt, rc;
 
-	while ((opt = getopt(argc, argv, "d:or:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:or:n:s:")) != -1) {
 		switch (opt) {
 		case 'd': f.dev = optarg; break;
 		case 'o': f.odp = 1; break;
 		case 'r': repeat = atoi(optarg); break;
 		case 'n': f.iters = atoi(optarg); break;
+		case 's': f.only = strtoull(optarg, NULL, 0); break;
 		default:
-			fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS]\n", argv[0]);
+			fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS] [-s BYTES]\n",
+				argv[0]);
 			return 2;
 		}
 	}
 	if (!f.dev || repeat < 1 || f.iters < 1) {
-		fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS]\n", argv[0]);
+		fprintf(stderr, "usage: %s -d DEV [-o] [-r REPEAT] [-n ITERS] [-s BYTES]\n", argv[0]);
 		return 2;
 	}
 	rc = setup(&f);
