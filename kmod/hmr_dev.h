@@ -98,6 +98,8 @@ struct hmr_dev {
 	/* Totals over every mirror (and MR), live or not. */
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
+	atomic64_t fault_ns;		/* time the DMA engine spent in faults (hmr_mr_fault) */
+	atomic64_t lookup_ns;		/* time in HMM look-ups of present pages, no fault */
 	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of a mirror */
 	/* Multicast attachments (struct hmr_mca, hmr_mcast.c); protects mcast and the counts. */
 	struct mutex mcast_lock;

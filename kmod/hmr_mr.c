@@ -400,6 +400,23 @@ static void hmr_mr_mmap_unlock(struct mm_struct *mm)
 		usleep_range(2, 5);
 }
 
+/*
+ * hmm_range_fault(); when it only looks up (no fault flags), its time goes to page_lookup_ns:
+ * with page_fault_ns it shows how much of a fault is HMM's walk to learn the pages.
+ */
+static int hmr_mr_range_fault(struct hmr_mr *mr, struct hmm_range *range)
+{
+	u64 t0;
+	int ret;
+
+	if (range->default_flags)
+		return hmm_range_fault(range);
+	t0 = ktime_get_ns();
+	ret = hmm_range_fault(range);
+	atomic64_add(ktime_get_ns() - t0, &mr->hdev->lookup_ns);
+	return ret;
+}
+
 /* hmr_mr_hmm_fault(): fault range->start first as the CPU would (a read, or a write). */
 enum hmr_fault_first {
 	HMR_FIRST_NONE,
@@ -437,7 +454,7 @@ static int hmr_mr_hmm_fault(struct hmr_mr *mr, struct mm_struct *mm, struct hmm_
 		ret = 0;
 	if (!ret) {
 		range->end = min(end, vma->vm_end);
-		ret = hmm_range_fault(range);
+		ret = hmr_mr_range_fault(mr, range);
 	}
 	hmr_mr_mmap_unlock(mm);
 	return ret;
@@ -588,17 +605,22 @@ static bool hmr_fault_bound_over(struct hmr_fault_bound *b)
 	return !time_before(jiffies, b->timeout);
 }
 
-/* Fault the window of pages from @addr for an access that ends at @access_end (DMA engine). */
+/*
+ * Fault the window of pages from @addr for an access that ends at @access_end (DMA engine); its
+ * time goes to page_fault_ns.
+ */
 static int hmr_mr_fault(struct hmr_mr *mr, struct hmr_fault_bound *b, unsigned long addr,
 			unsigned long access_end, bool write)
 {
 	unsigned long next, installed;
+	u64 t0 = ktime_get_ns();
 	int ret;
 
 	ret = hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
 				  hmr_mr_end(mr), access_end,
 				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 				  &next, &installed);
+	atomic64_add(ktime_get_ns() - t0, &mr->hdev->fault_ns);
 	if (!ret && installed)
 		hmr_fault_bound_progress(b);
 	return ret;

@@ -26,6 +26,8 @@ enum {
 	HMR_CNT_NONBLOCK,		/* non-blockable invalidations (OOM reaper) that reached a mirror */
 	HMR_CNT_BUSY,			/* of those, answered busy: a chunk was in flight on the range */
 	HMR_CNT_TABLES,			/* live page tables of the live mirrors (4 KiB of entries each) */
+	HMR_CNT_FAULT_NS,		/* time the DMA engine spent in faults, look-ups included */
+	HMR_CNT_LOOKUP_NS,		/* time in HMM look-ups of present pages (faults, prefetch) */
 	HMR_CNT_NUM
 };
 
@@ -40,6 +42,8 @@ static const struct rdma_stat_desc hmr_cnt_descs[HMR_CNT_NUM] = {
 	[HMR_CNT_NONBLOCK] = { .name = "page_invalidations_nonblock" },
 	[HMR_CNT_BUSY] = { .name = "page_invalidations_busy" },
 	[HMR_CNT_TABLES] = { .name = "page_tables" },
+	[HMR_CNT_FAULT_NS] = { .name = "page_fault_ns" },
+	[HMR_CNT_LOOKUP_NS] = { .name = "page_lookup_ns" },
 };
 
 /*
@@ -80,20 +84,21 @@ void hmr_stats_add(struct hmr_stats *sum, const struct hmr_stats *st, bool subtr
 		d[i] = subtract ? d[i] - s[i] : d[i] + s[i];
 }
 
-/* The counters, from mirror statistics @st and the three counted outside libhmr. */
-static void hmr_stats_values(u64 *value, const struct hmr_stats *st, u64 fence_wait_ns,
-			     u64 prefetched_pages, u64 nonblock)
+/* The counters, from mirror statistics @st and those @hdev counts outside libhmr. */
+static void hmr_stats_values(u64 *value, const struct hmr_stats *st, struct hmr_dev *hdev)
 {
 	value[HMR_CNT_PAGE_FAULTS] = st->populates;
 	value[HMR_CNT_FAULTED_PAGES] = st->populated_pages;
 	value[HMR_CNT_INVALIDATIONS] = st->invalidations;
 	value[HMR_CNT_FENCE_WAITS] = st->fence_waits;
-	value[HMR_CNT_FENCE_WAIT_NS] = fence_wait_ns;
+	value[HMR_CNT_FENCE_WAIT_NS] = atomic64_read(&hdev->fence_wait_ns);
 	value[HMR_CNT_ACCESS_FAULTS] = st->access_faults;
-	value[HMR_CNT_PREFETCH] = prefetched_pages;
-	value[HMR_CNT_NONBLOCK] = nonblock;
+	value[HMR_CNT_PREFETCH] = atomic64_read(&hdev->prefetched_pages);
+	value[HMR_CNT_NONBLOCK] = atomic64_read(&hdev->nonblock_invalidations);
 	value[HMR_CNT_BUSY] = st->invalidate_busy;
 	value[HMR_CNT_TABLES] = st->tables;
+	value[HMR_CNT_FAULT_NS] = atomic64_read(&hdev->fault_ns);
+	value[HMR_CNT_LOOKUP_NS] = atomic64_read(&hdev->lookup_ns);
 }
 
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
@@ -114,9 +119,7 @@ int hmr_get_hw_stats(struct ib_device *ibdev, struct rdma_hw_stats *stats, u32 p
 
 	hmr_mm_stats_sum(hdev, &sum);
 
-	hmr_stats_values(stats->value, &sum, atomic64_read(&hdev->fence_wait_ns),
-			 atomic64_read(&hdev->prefetched_pages),
-			 atomic64_read(&hdev->nonblock_invalidations));
+	hmr_stats_values(stats->value, &sum, hdev);
 	for (i = 0; i < HMR_WIRE_NUM; i++)
 		stats->value[HMR_PORT_CNT_WIRE + i] = atomic64_read(&hdev->wire_cnt[i]);
 	stats->value[HMR_PORT_CNT_ICRC] = atomic64_read(&hmr_net_icrc_errors);

@@ -172,6 +172,21 @@ def fault_floor_goals(faults, ratio):
             h, c = cost("hmr0", "odp"), cost("cpu", "cpu")
             goal(f"fault overhead {name} ({k}): hmr ODP / CPU first touch", ratio(h, c),
                  "<= 1.25", lambda v: v <= 1.25, parts=us(hmr=h, cpu=c), pu="µs")
+            look = med(rows, "lookup_ns", device="hmr0", mode="odp", op="write", bytes=nbytes,
+                       backing=backing, state="dropped")
+            floor = ratio(None if look is None or c is None else c + look, c)
+            spent = med(rows, "fault_ns", device="hmr0", mode="odp", op="write",
+                        bytes=nbytes, backing=backing, state="dropped")
+            over = ratio(h, c)
+            if over is None or over <= 1.25 or spent is None or look is None:
+                continue
+            print(f"    where it goes: hmr's faults took {spent / 1000:.1f} µs per WRITE "
+                  f"(page_fault_ns), {look / 1000:.1f} of them in HMM's look-up of the pages "
+                  f"(page_lookup_ns); the CPU's fault {c / 1000:.1f}")
+            if floor is not None and floor > 1.25:
+                limit(f"a mirror learns the pages a fault made only from HMM's look-up "
+                      f"(hmm_range_fault without faulting, where the CPU's MMU walks for itself): "
+                      f"the CPU's fault and that look-up come to {floor:.2f}x the CPU's alone")
 
 
 def fence_goals(fence, ratio):

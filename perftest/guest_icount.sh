@@ -18,7 +18,7 @@ p=/sys/module/hmr/parameters/check_pages
 k=$(uname -r | cut -d. -f1,2)
 reg=$out/reg-$k.csv fault=$out/fault-$k.csv fence=$out/fence-$k.csv share=$out/share-$k.csv
 echo device,mode,bytes,reg_ns,dereg_ns,run >"$reg"
-echo device,mode,op,bytes,state,median_ns,p99_ns,iters,backing >"$fault"
+echo device,mode,op,bytes,state,median_ns,p99_ns,iters,backing,fault_ns,lookup_ns >"$fault"
 echo device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors,cpu_p50_ns,cpu_p99_ns,fence_waits,fence_wait_ns,wall_ns,cpu_ns,runq_ns,blocked_ns >"$fence"
 echo device,mode,case,n,unit,p50,p99,iters >"$share"
 rc=0
@@ -53,7 +53,7 @@ for d in "$@"; do
 		# a line whose figure is the reason: the tables' footnote for the empty ODP cells
 		echo "[$k] $d has no ODP: no ODP fault or fence rows" >&2
 		why="$d on $k has no ODP"
-		echo "$d,odp,write,4096,present,$why,$why,0,4k" >>"$fault"
+		echo "$d,odp,write,4096,present,$why,$why,0,4k,," >>"$fault"
 		echo "$d,dontneed_idle,0,$why,$why,,0,0,,,,,,,," >>"$fence"
 		continue
 		;;

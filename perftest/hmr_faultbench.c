@@ -21,7 +21,10 @@
  * Every transfer is verified (a WRITE's pattern in the target, a READ's pattern -- or zeros
  * from dropped pages -- in the local buffer); a mismatch is an error (exit 1). Prints one CSV
  * line per case and repeat (-r, default 1):
- *   device,mode,op,bytes,state,median_ns,p99_ns,iters,backing
+ *   device,mode,op,bytes,state,median_ns,p99_ns,iters,backing,fault_ns,lookup_ns
+ * fault_ns and lookup_ns: the rise of the device's page_fault_ns and page_lookup_ns counters
+ * (hmr's: time in DMA-engine faults, and of it in HMM's look-up of the pages) per timed
+ * iteration, a mean; empty for a device without them.
  * mode is odp or pinned. Exit 77 if -o and DEV has no RC ODP for WRITE and READ. -s: only the
  * cases of that size (4096 or 2097152; to profile one of them).
  * -d cpu: no device; the CPU's own first touch of the same targets, the physical floor of any
@@ -138,25 +141,50 @@ static int one_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_
 	return 0;
 }
 
+/* The device's counter NAME (hmr's page_fault_ns, page_lookup_ns), or -1 (none: rxe, cpu). */
+static long long counter(const struct fb *f, const char *name)
+{
+	return is_cpu(f) ? -1 : bench_hw_counter(f->dev, name);
+}
+
+/* Per timed iteration, the rise of a counter read as A before and B after; "" if it has none. */
+static const char *per_iter(char *buf, size_t n, long long a, long long b, int iters)
+{
+	if (a < 0 || b < a)
+		return "";
+	snprintf(buf, n, "%lld", (b - a) / iters);
+	return buf;
+}
+
 static int run_case(struct fb *f, const struct fcase *c)
 {
+	long long fault0 = -1, lookup0 = -1, fault1, lookup1;
+	char fbuf[24], lbuf[24];
 	uint64_t ns;
 
 	for (int i = -1; i < f->iters; i++) {	/* i == -1: untimed warm-up */
 		uint64_t *out = i < 0 ? &ns : &f->lat[i];
 
+		if (i == 0) {
+			fault0 = counter(f, "page_fault_ns");
+			lookup0 = counter(f, "page_lookup_ns");
+		}
 		if (is_cpu(f) ? cpu_iter(f, c, (unsigned int)(i + 1), out) :
 				one_iter(f, c, (unsigned int)(i + 1), out))
 			return -1;
 	}
+	fault1 = counter(f, "page_fault_ns");
+	lookup1 = counter(f, "page_lookup_ns");
 	if (c->thp && c->op == IBV_WR_RDMA_WRITE && anon_huge_kb(f->huge.buf) == 0)
 		fprintf(stderr, "note: the 2 MiB target is not THP-backed after %s writes\n",
 			c->dropped ? "faulting" : "present");
-	printf("%s,%s,%s,%zu,%s,%" PRIu64 ",%" PRIu64 ",%d,%s\n", f->dev,
+	printf("%s,%s,%s,%zu,%s,%" PRIu64 ",%" PRIu64 ",%d,%s,%s,%s\n", f->dev,
 	       is_cpu(f) ? "cpu" : f->odp ? "odp" : "pinned",
 	       c->op == IBV_WR_RDMA_WRITE ? "write" : "read", c->bytes,
 	       c->dropped ? "dropped" : "present", bench_percentile(f->lat, f->iters, 50),
-	       bench_percentile(f->lat, f->iters, 99), f->iters, c->thp ? "thp" : "4k");
+	       bench_percentile(f->lat, f->iters, 99), f->iters, c->thp ? "thp" : "4k",
+	       per_iter(fbuf, sizeof(fbuf), fault0, fault1, f->iters),
+	       per_iter(lbuf, sizeof(lbuf), lookup0, lookup1, f->iters));
 	fflush(stdout);
 	return 0;
 }
@@ -172,7 +200,7 @@ static int run_all(struct fb *f, int repeat)
 	if (!f->odp && !is_cpu(f))
 		fprintf(stderr, "note: pinned MR: only the present cases run (after MADV_DONTNEED "
 			"a pinned MR keeps the old pages)\n");
-	printf("device,mode,op,bytes,state,median_ns,p99_ns,iters,backing\n");
+	printf("device,mode,op,bytes,state,median_ns,p99_ns,iters,backing,fault_ns,lookup_ns\n");
 	for (int r = 0; r < repeat; r++)
 		for (int dropped = f->odp || is_cpu(f); dropped >= 0; dropped--)
 			for (int s = 0; s < 3; s++)

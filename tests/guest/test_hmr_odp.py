@@ -256,6 +256,18 @@ def test_counters_count_faults_and_invalidations(odp):
     assert d1["page_invalidations"] >= 1 and d1["page_faults"] == 0, d1
     assert d2["page_faults"] == 1 and d2["page_faults_pages"] == 16, d2
     assert d2["page_access_faults"] == 1 and d2["page_invalidations"] == 0, d2
+    # the time the fault took; the 16 pages it needed were faulted by one HMM call, with no
+    # look-up of its own; and no time without a fault
+    assert 0 < d2["page_fault_ns"] < 10**10 and d2["page_lookup_ns"] == 0, d2
+    assert d1["page_fault_ns"] == 0 and d1["page_lookup_ns"] == 0, d1
+    # one page: faulted as the CPU would, then HMM looks it up, part of the fault's time
+    one = send_wr(2, e.IBV_WR_RDMA_WRITE, [odp.a.sge(0, PAGE)])
+    one.set_wr_rdma(odp.b.mr.rkey, odp.b.addr)
+    dontneed(odp.b.addr, PAGE)
+    before = counters()
+    assert run(odp, one).status == e.IBV_WC_SUCCESS
+    d3 = delta(before, counters())
+    assert d3["page_faults"] == 1 and 0 < d3["page_lookup_ns"] < d3["page_fault_ns"], d3
     out = subprocess.run(["rdma", "statistic", "show", "link", "hmr0/1"], capture_output=True,
                          text=True, check=True).stdout
     assert re.search(r"page_faults \d+", out) and "page_invalidations" in out, out
@@ -321,6 +333,8 @@ def test_prefetch_no_fault_installs_only_present_pages(odp):
     prefetch(odp, PREFETCH_NO_FAULT, odp.b, 0, 16 * PAGE)
     d = delta(before, counters())
     assert d["page_prefetch"] == 4 and d["page_access_faults"] == 0, d
+    # a look-up only: its time counts, no DMA-engine fault's does
+    assert d["page_lookup_ns"] > 0 and d["page_fault_ns"] == 0, d
     # over a hole: nothing to install, no error
     unmap(odp.b.addr + 32 * PAGE, PAGE)
     prefetch(odp, PREFETCH_NO_FAULT, odp.b, 31 * PAGE, 3 * PAGE)
