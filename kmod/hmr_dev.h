@@ -268,6 +268,7 @@ struct hmr_wire_qp {
 	struct dst_cache dst_cache;
 	u32 sq_psn;			/* PSN of the next request packet */
 	bool local;			/* RC: the peer is on this kernel (direct path) */
+	unsigned long *read_got;	/* READ: the responses placed, of the window asked for */
 	/* Responses for the requester: queued by the receive work, the queue's own lock. */
 	struct sk_buff_head rx;
 	wait_queue_head_t wait;		/* the requester waits here for rx */

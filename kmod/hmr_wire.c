@@ -47,6 +47,7 @@ MODULE_PARM_DESC(min_ack_timeout_ms, "Least local ACK timeout of the wire transp
  * acknowledged, so the ACK of each half lets the next half go without a round trip (asking
  * every window/4, half the ACKs moved nothing: each costs a packet on both hosts).
  */
+#define HMR_WIRE_WINDOW_MAX	4096
 static uint wire_window = 64;
 module_param(wire_window, uint, 0644);
 MODULE_PARM_DESC(wire_window, "Unacknowledged packets per QP on the wire, 4..4096 (64)");
@@ -64,7 +65,7 @@ MODULE_PARM_DESC(wire_window, "Unacknowledged packets per QP on the wire, 4..409
 
 static u32 hmr_wire_window(void)
 {
-	return clamp_t(u32, READ_ONCE(wire_window), 4, 4096);
+	return clamp_t(u32, READ_ONCE(wire_window), 4, HMR_WIRE_WINDOW_MAX);
 }
 
 static void hmr_wire_count(struct hmr_qp *qp, int counter, u64 n)
@@ -162,8 +163,8 @@ struct hmr_wire_op {
 	u32 done;		/* packets acknowledged (READ: responses placed) */
 	u32 sent;		/* packets sent (READ: response packets asked for) */
 	u32 window;		/* at most sent - done */
+	u32 read_start;		/* READ: the first packet the current READ request asked for */
 	u32 read_end;		/* READ: the end of what the current READ request asks for */
-	bool reasked;		/* READ: asked again for a gap in this READ's responses */
 };
 
 static bool hmr_wire_is_write(u32 opcode)
@@ -278,8 +279,9 @@ static int hmr_wire_send_one(struct hmr_wire_op *op)
 		 * it at its own PSNs, which the responder answers again (rxe drops any other).
 		 */
 		if (op->done >= op->read_end) {
+			op->read_start = op->done;
 			op->read_end = min(op->npkts, op->done + op->window);
-			op->reasked = false;
+			bitmap_zero(qp->wire.read_got, op->read_end - op->read_start);
 		}
 		op->sent = op->read_end;
 		hmr_wire_pkt_init(&pkt, HMR_OP_READ_REQUEST, qp->attr.dest_qp_num,
@@ -351,30 +353,32 @@ static int hmr_wire_aeth(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
 }
 
 /*
- * A READ response packet @d: placed in order, or dropped (the timeout asks again). The last
- * packet of what the READ request asked for carries the LAST opcode.
+ * A READ response packet @d: placed where it belongs, in or out of order (a READ's buffer is
+ * the application's only once it completes), and noted in the QP's read_got; done counts the
+ * packets placed in a row. Reordering on the path thus costs nothing. When the last packet
+ * asked for arrives and some before it did not, they were lost: ask again at once for what is
+ * missing of the same READ (a subset at its own PSNs); a lost last packet waits for the timeout.
  */
 static int hmr_wire_read_resp(struct hmr_wire_op *op, struct hmr_pkt *pkt, u32 d)
 {
+	unsigned long *got = op->qp->wire.read_got;
 	u64 len = op->req->local->len, off = (u64)d * op->mtu;
 	u32 want = min_t(u64, op->mtu, len - off);
 	bool last = d == op->read_end - 1;
 
-	/*
-	 * A gap (a response lost or overtaken): ask again for what is missing at once, once per
-	 * READ request (the responses of both requests then interleave; a later gap waits for
-	 * the timeout).
-	 */
-	if (d > op->done && d < op->read_end && !op->reasked) {
-		op->reasked = true;
-		return HMR_WIRE_RESEND;
+	if (d < op->done || d >= op->read_end || pkt->paylen != want ||
+	    !!(pkt->flags & HMR_PF_LAST) != last)
+		return HMR_WIRE_MORE;	/* placed already, not asked for, or malformed */
+	if (!test_bit(d - op->read_start, got)) {
+		if (want && hmr_sgl_rw_at(op->req->local, off, pkt->payload, want, true))
+			return IB_WC_LOC_PROT_ERR;
+		__set_bit(d - op->read_start, got);
+		while (op->done < op->read_end && test_bit(op->done - op->read_start, got))
+			op->done++;
 	}
-	if (d != op->done || pkt->paylen != want || !!(pkt->flags & HMR_PF_LAST) != last)
-		return HMR_WIRE_MORE;
-	if (want && hmr_sgl_rw_at(op->req->local, off, pkt->payload, want, true))
-		return IB_WC_LOC_PROT_ERR;
-	op->done++;
-	return op->done == op->npkts ? IB_WC_SUCCESS : HMR_WIRE_MORE;
+	if (op->done == op->npkts)
+		return IB_WC_SUCCESS;
+	return last && op->done < op->read_end ? HMR_WIRE_RESEND : HMR_WIRE_MORE;
 }
 
 /* One packet for the requester: what it means for the request in flight. */
@@ -570,7 +574,13 @@ static int hmr_wire_execute(struct hmr_request *req)
 	case IB_UVERBS_WR_SEND_WITH_IMM:
 	case IB_UVERBS_WR_RDMA_WRITE:
 	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
+		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
+		break;
 	case IB_UVERBS_WR_RDMA_READ:
+		if (!qp->wire.read_got)
+			qp->wire.read_got = bitmap_zalloc(HMR_WIRE_WINDOW_MAX, GFP_KERNEL);
+		if (!qp->wire.read_got)
+			return IB_WC_LOC_QP_OP_ERR;
 		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
 		break;
 	case HMR_WR_FLUSH:
@@ -668,5 +678,6 @@ void hmr_wire_qp_destroy(struct hmr_qp *qp)
 	hmr_wire_resp_release(qp);
 	kfree(qp->wire.sgl);
 	kfree(qp->wire.rwqe);
+	bitmap_free(qp->wire.read_got);
 	dst_cache_destroy(&qp->wire.dst_cache);
 }
