@@ -219,3 +219,16 @@ def release(side):
     if ("release", side) not in _cache:
         _cache["release", side] = run(side, ["uname", "-r"]).stdout.strip()
     return _cache["release", side]
+
+
+def directions():
+    """The sides the server (the responder) of a data test runs on: both, unless the pair is
+    symmetric, the same device on the same kernel release on both guests (hmr0 against hmr0 of
+    one build): then either direction runs the same requester and responder code against the
+    same code, and the server runs on the peer only (this guest's requester, the peer's
+    responder). A pair of two devices or two kernels runs both directions."""
+    if os.environ.get("HMR_PEER") != "1":
+        return SIDES
+    if DEVICE["self"] == DEVICE["peer"] and release("self") == release("peer"):
+        return ("peer",)
+    return SIDES

@@ -302,6 +302,9 @@ def test_multicast_across_hosts(receiver):
     assert "initiating data transfers" in p.client.out, str(p)
 
 
+@pytest.mark.skipif(DEVICE["self"] != DEVICE["peer"],
+                    reason="the peer takes no part (nothing answers at the address): it runs in "
+                           "the pair of one device, once per make test")
 def test_connect_to_a_silent_address_is_unreachable():
     """rping's client on this guest (hmr0 in the lab's pairs) connects to 192.0.2.9, which a
     permanent neighbour entry puts on the link: address and route resolve, the REQs leave, no CM

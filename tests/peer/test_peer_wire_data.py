@@ -1,6 +1,7 @@
 """Data over the wire transport between the two guests, checked byte for byte by wire_ops.py (a
 pyverbs program: the server, the responder whose memory is the target, on one guest; the client,
-the requester, on the other; both directions): every RC operation at the sizes around the path
+the requester, on the other; both directions, or one in a symmetric pair where both run the
+same code: peerlib.directions): every RC operation at the sizes around the path
 MTU and 1 MiB, with registered memory and with ODP on each side whose device has it, 64 MiB
 WRITE and READ, ODP targets whose memory is discarded, replaced or forked while data lands
 (--race), and IPv6 GIDs. Every run must end with both sides' exit status 0 and a JSON summary
@@ -17,12 +18,14 @@ import time
 
 import pytest
 
-from peerlib import (DEVICE, SIDES, Server, gid_index, next_port, odp_caps, odp_pair, other,
-                     release, run, wait_listening)
+from peerlib import (DEVICE, SIDES, Server, directions, gid_index, next_port, odp_caps, odp_pair,
+                     other, release, run, wait_listening)
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_PEER") != "1",
                                 reason="runs in the first guest of a two-guest lab run")
 
+# The server's sides: both, or the peer only in a symmetric pair (peerlib.directions).
+DIRECTIONS = directions()
 WIRE_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire_ops.py")
 OPS = ["send", "send_imm", "write", "write_imm", "read", "cas", "faa"]
 # The RC ODP capabilities an operation needs: the requester's and the responder's.
@@ -194,7 +197,7 @@ def odp_opts(op):
     return odp_pair("--odp", ODP_CAPS[op])
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("mode", ["mr", "odp"])
 @pytest.mark.parametrize("op", OPS)
 def test_op(op, mode, server):
@@ -208,7 +211,7 @@ def test_op(op, mode, server):
     assert o.client["odp"] == bool(opts[other(server)]) and o.srv["odp"] == bool(opts[server])
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("mode", ["mr", "odp"])
 @pytest.mark.parametrize("op", ["atomic_write", "flush"])
 def test_flush_op(op, mode, server):
@@ -229,7 +232,7 @@ def test_flush_op(op, mode, server):
     check(o, iters * depth * (1 if op == "atomic_write" else DEFAULT_SIZES))
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 def test_flush_to_a_qp_not_enabled_for_it(server):
     """A FLUSH to a QP without IBV_ACCESS_FLUSH_GLOBAL in its access flags is answered with an
     invalid-request NAK, as rxe answers it: the WRITE before it lands (the server checks its
@@ -247,7 +250,7 @@ def test_flush_to_a_qp_not_enabled_for_it(server):
         assert o.delta[server].get("sent_naks", 0) >= 1, msg
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("op", ["send", "write_imm"])
 def test_rnr(op, server):
     """The responder's receives come 1 s late: SENDs and WRITEs with immediate (one packet, and
@@ -278,7 +281,7 @@ def test_big(op, size):
 # MAP_FIXED), fork children that write to every page; the server, whose memory is the target,
 # races. wire_ops sends every operation to a second, unchecked region too, which dontneed and
 # remap work on while data lands in it; fork works on both (it keeps every byte).
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("race", ["dontneed", "remap", "fork"])
 @pytest.mark.parametrize("op", ["write", "send"])
 def test_race(op, race, server):
@@ -317,7 +320,7 @@ def test_ipv6_gids():
     assert o.srv["gid"] == "fd00:0002:0000:0000:0000:0000:0000:0002", o.describe()
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("mode", ["mr", "odp"])
 @pytest.mark.parametrize("op", ["send", "send_imm", "write", "write_imm"])
 def test_uc(op, mode, server):
@@ -343,7 +346,7 @@ def test_uc(op, mode, server):
     assert o.client["odp"] == bool(opts[other(server)]) and o.srv["odp"] == bool(opts[server])
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("mw", [1, 2], ids=lambda t: f"type{t}")
 @pytest.mark.parametrize("op", ["write", "read", "faa"])
 def test_memory_window(op, mw, server):

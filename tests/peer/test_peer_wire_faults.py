@@ -1,10 +1,10 @@
 """The wire transport on a faulty link: netem on the link interface of both guests (loss 1%,
 duplicate 1%, reorder 25% with a 1 ms delay, loss 10%) while wire_ops streams WRITE, READ and
-SEND byte for byte, in both directions. Every operation must complete with IBV_WC_SUCCESS and
-every byte must match; the recovery must show in the counters: with loss or reordering, the
-requester's retransmissions (hmr: retry_pkts; an rxe requester against an hmr responder: the
-responder's rcvd_seq_err + duplicate_request), with duplication the responder's
-duplicate_request.
+SEND byte for byte, in both directions (one in a symmetric pair: peerlib.directions). Every
+operation must complete with IBV_WC_SUCCESS and every byte must match; the recovery must show
+in the counters: with loss or reordering, the requester's retransmissions (hmr: retry_pkts; an
+rxe requester against an hmr responder: the responder's rcvd_seq_err + duplicate_request), with
+duplication the responder's duplicate_request.
 
 Each stream carries over a thousand request (WRITE, SEND) or response (READ) packets, so a 1%
 fault hits some of them with certainty for practical purposes (0.99^1000 < 5e-5); under
@@ -21,8 +21,8 @@ import time
 import pytest
 
 from peerlib import DEVICE, SIDES, Server, next_port, other, run, wait_listening
-from test_peer_wire_data import (SERVER_GRACE, check, counters, is_hmr, link_if, run_ops,
-                                 stuck_stack, summary, wire_argv)
+from test_peer_wire_data import (DIRECTIONS, SERVER_GRACE, check, counters, is_hmr, link_if,
+                                 run_ops, stuck_stack, summary, wire_argv)
 
 pytestmark = pytest.mark.skipif(os.environ.get("HMR_PEER") != "1",
                                 reason="runs in the first guest of a two-guest lab run")
@@ -56,7 +56,7 @@ def netem(request):
         assert not failed, f"removing netem failed: {failed}"
 
 
-@pytest.mark.parametrize("server", SIDES, ids=lambda s: f"server-{s}")
+@pytest.mark.parametrize("server", DIRECTIONS, ids=lambda s: f"server-{s}")
 @pytest.mark.parametrize("op", ["write", "read", "send"])
 def test_stream_under_fault(netem, op, server):
     args = MANY_READS if op == "read" and netem.startswith("duplicate") else STREAM
