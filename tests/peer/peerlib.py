@@ -6,6 +6,10 @@ hmr-peer); both names are also host names in /etc/hosts of both guests, so a cli
 its server by the server's side name. The devices come from run-guest (HMR_SELF_DEVICE,
 HMR_PEER_DEVICE): hmr0 or rxe0 on each side.
 """
+import contextlib
+import importlib.machinery
+import importlib.util
+import io
 import os
 import re
 import subprocess
@@ -30,15 +34,61 @@ def other(side):
     return "peer" if side == "self" else "self"
 
 
-def on(side, argv):
-    """The command line that runs @argv on @side."""
-    return list(argv) if side == "self" else ["hmr-peer", *argv]
+HMR_PEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab",
+                        "hmr-peer")
+_hmr_peer = []
+
+
+def hmr_peer():
+    """tests/lab/hmr-peer as a module: its client runs in this process, not in a Python of its
+    own per call (starting one costs a good part of a second under TCG, several per test)."""
+    if not _hmr_peer:
+        loader = importlib.machinery.SourceFileLoader("hmr_peer", HMR_PEER)
+        mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("hmr_peer", loader))
+        loader.exec_module(mod)
+        _hmr_peer.append(mod)
+    return _hmr_peer[0]
+
+
+def _peer_call(hp, args, timeout, sinks):
+    """What `hmr-peer ARGS` does, its output into @sinks; its exit status. A command that
+    outlives @timeout is ended on the peer and raises subprocess.TimeoutExpired."""
+    if args[0] == "--bg":
+        sinks[0].write(f"{hp.start(args[1:])}\n".encode())
+        return 0
+    if args[0] == "--kill":
+        hp.kill(args[1])
+        return 0
+    if args[0] == "--wait":
+        return hp.stream(args[1], float(args[3]) if len(args) == 4 else None, sinks)
+    jid = hp.start(args)
+    rc = hp.stream(jid, timeout, sinks)
+    if rc == 124 and not os.path.exists(os.path.join(hp.JOBS, jid, "rc")):
+        hp.kill(jid)
+        raise subprocess.TimeoutExpired(["hmr-peer", *args], timeout)
+    return rc
+
+
+def run_peer(args, timeout=120):
+    """`hmr-peer ARGS` (a command, or --bg, --kill, --wait ID [--timeout S]) in this process; a
+    CompletedProcess as run() returns, exit status 125 when the lab failed (hmr-peer's die)."""
+    hp = hmr_peer()
+    out, err, msg = io.BytesIO(), io.BytesIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(msg):
+            rc = _peer_call(hp, args, timeout, (out, err))
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 125
+    return subprocess.CompletedProcess(["hmr-peer", *args], rc,
+                                       out.getvalue().decode(errors="replace"),
+                                       err.getvalue().decode(errors="replace") + msg.getvalue())
 
 
 def run(side, argv, timeout=120):
     """Run @argv on @side; a CompletedProcess with stdout and stderr as text."""
-    return subprocess.run(on(side, argv), capture_output=True, text=True, timeout=timeout,
-                          errors="replace")
+    if side == "peer":
+        return run_peer(list(argv), timeout)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, errors="replace")
 
 
 class Server:
@@ -67,8 +117,7 @@ class Server:
                 return self.proc.returncode, out
             except subprocess.TimeoutExpired:
                 return None, ""
-        r = subprocess.run(["hmr-peer", "--wait", self.job, "--timeout", str(timeout)],
-                           capture_output=True, text=True, errors="replace", timeout=timeout + 60)
+        r = run_peer(["--wait", self.job, "--timeout", str(timeout)])
         return (None if r.returncode == 124 else r.returncode), r.stdout + r.stderr
 
     def kill(self):
