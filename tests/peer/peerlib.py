@@ -50,25 +50,6 @@ def hmr_peer():
     return _hmr_peer[0]
 
 
-def _peer_call(hp, args, timeout, sinks):
-    """What `hmr-peer ARGS` does, its output into @sinks; its exit status. A command that
-    outlives @timeout is ended on the peer and raises subprocess.TimeoutExpired."""
-    if args[0] == "--bg":
-        sinks[0].write(f"{hp.start(args[1:])}\n".encode())
-        return 0
-    if args[0] == "--kill":
-        hp.kill(args[1])
-        return 0
-    if args[0] == "--wait":
-        return hp.stream(args[1], float(args[3]) if len(args) == 4 else None, sinks)
-    jid = hp.start(args)
-    rc = hp.stream(jid, timeout, sinks)
-    if rc == 124 and not os.path.exists(os.path.join(hp.JOBS, jid, "rc")):
-        hp.kill(jid)
-        raise subprocess.TimeoutExpired(["hmr-peer", *args], timeout)
-    return rc
-
-
 def run_peer(args, timeout=120):
     """`hmr-peer ARGS` (a command, or --bg, --kill, --wait ID [--timeout S]) in this process; a
     CompletedProcess as run() returns, exit status 125 when the lab failed (hmr-peer's die)."""
@@ -76,7 +57,7 @@ def run_peer(args, timeout=120):
     out, err, msg = io.BytesIO(), io.BytesIO(), io.StringIO()
     try:
         with contextlib.redirect_stderr(msg):
-            rc = _peer_call(hp, args, timeout, (out, err))
+            rc = hp.call(args, (out, err), timeout)
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 125
     return subprocess.CompletedProcess(["hmr-peer", *args], rc,
@@ -107,7 +88,7 @@ class Server:
     def ended(self):
         if self.side == "self":
             return self.proc.poll() is not None
-        return os.path.exists(f"/hmr-pipe/jobs/{self.job}/rc")
+        return os.path.exists(os.path.join(hmr_peer().JOBS, self.job, "rc"))
 
     def wait(self, timeout):
         """(exit status, output) once it ends; (None, output so far) after @timeout."""
@@ -121,12 +102,12 @@ class Server:
         return (None if r.returncode == 124 else r.returncode), r.stdout + r.stderr
 
     def kill(self):
-        if self.ended():
-            return
         if self.side == "self":
-            self.proc.kill()
-            self.proc.communicate()
-        else:
+            if not self.ended():
+                self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()  # this process runs hundreds of servers: no fd left open
+        elif not self.ended():
             run("peer", ["--kill", self.job])
 
 
