@@ -569,18 +569,18 @@ static int hmr_wire_execute(struct hmr_request *req)
 		return hmr_wire_ud(qp, req);
 	if (qp->ibqp.qp_type != IB_QPT_RC && qp->ibqp.qp_type != IB_QPT_UC)
 		return IB_WC_LOC_QP_OP_ERR;	/* XRC goes no further than this kernel */
+	/* The bitmap of response PSNs received, for the QP's first READ (freed with the QP). */
+	if (req->opcode == IB_UVERBS_WR_RDMA_READ && !qp->wire.read_got) {
+		qp->wire.read_got = bitmap_zalloc(HMR_WIRE_WINDOW_MAX, GFP_KERNEL);
+		if (!qp->wire.read_got)
+			return IB_WC_LOC_QP_OP_ERR;
+	}
 	switch (req->opcode) {
 	case IB_UVERBS_WR_SEND:
 	case IB_UVERBS_WR_SEND_WITH_IMM:
 	case IB_UVERBS_WR_RDMA_WRITE:
 	case IB_UVERBS_WR_RDMA_WRITE_WITH_IMM:
-		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
-		break;
 	case IB_UVERBS_WR_RDMA_READ:
-		if (!qp->wire.read_got)
-			qp->wire.read_got = bitmap_zalloc(HMR_WIRE_WINDOW_MAX, GFP_KERNEL);
-		if (!qp->wire.read_got)
-			return IB_WC_LOC_QP_OP_ERR;
 		op.npkts = hmr_div_round_up_or_1(req->local->len, op.mtu);
 		break;
 	case HMR_WR_FLUSH:
