@@ -25,7 +25,9 @@
  * time the invalidations spent waiting for chunks, the rest is mmap_lock.
  * writes is the number of WRITE completions during that row's phase and wr_errors how many of
  * them had an error status (a device may fail a WRITE that races with munmap: the writer counts
- * it, resets both QPs and goes on). Data check: after the writer stops every byte is 0 or its
+ * it, resets both QPs and goes on -- once the timed operation is over: the reset is the
+ * application's work, not the invalidation's, and on the guest's one vCPU it would be timed
+ * as the operation's). Data check: after the writer stops every byte is 0 or its
  * pattern, then one verified WRITE per slice must land in the (remapped) pages; a mismatch is
  * an error (exit 1). The whole run is bounded by alarm(): a hang exits 1 with a message.
  * Exit 77 if DEV has no RC ODP for WRITE and READ.
@@ -62,6 +64,7 @@ struct fence {
 	uint64_t runq, blocked;	/* sums over the phase's timed operations (schedstats) */
 	int schedstats;		/* the fields are there */
 	atomic_int stop, failed;
+	atomic_int timing;		/* the main thread is in a timed operation */
 	atomic_uint cur;		/* slice of the oldest WRITE in flight */
 	atomic_ulong writes, errors;	/* completions, and those with an error status */
 };
@@ -137,6 +140,8 @@ static void *writer(void *arg)
 				broken = 1;
 			}
 		}
+		while (broken && atomic_load(&f->timing))
+			usleep(50);	/* asleep: the timed operation keeps the CPU */
 		if (broken && writer_recover(f, &outstanding)) {
 			fprintf(stderr, "hmr_fencebench: writer cannot recover the QPs\n");
 			atomic_store(&f->failed, 1);
@@ -211,14 +216,18 @@ static int schedstats_on(void)
 static int timed_op(struct fence *f, int i, enum fop op, unsigned int slice)
 {
 	uint64_t r0 = 0, b0 = 0, r1 = 0, b1 = 0, c0, t0;
+	int err;
 
+	atomic_store(&f->timing, 1);
 	sched_stats(&r0, &b0);
 	c0 = cpu_ns();
 	t0 = now_ns();
-	if (do_op(f->region.buf + slice * SLICE, op))
-		return -1;
+	err = do_op(f->region.buf + slice * SLICE, op);
 	f->lat[i] = now_ns() - t0;
 	f->cpu[i] = cpu_ns() - c0;
+	atomic_store(&f->timing, 0);
+	if (err)
+		return -1;
 	if (!sched_stats(&r1, &b1)) {
 		f->runq += r1 - r0;
 		f->blocked += b1 - b0;
