@@ -311,7 +311,9 @@ struct hmr_fault_buf {
  * Where a fault window's arrays live: on the stack for a window of up to HMR_CHUNK_PAGES pages
  * (the default fault_window: no allocation on the first-touch path), else, or once a huge CPU
  * mapping asks for a 2 MiB block, in a struct hmr_fault_buf. Not zeroed: HMM writes every entry
- * of the range it walks and reads none (no pfn_flags_mask), and only those are read back.
+ * of the range it walks and reads none (no pfn_flags_mask), and only those are read back; so the
+ * stack copy is __uninitialized, else a kernel built with INIT_STACK_ALL_ZERO (Debian's) zeroes
+ * its 280 bytes on every fault.
  */
 struct hmr_fault_bufs {
 	unsigned long *hpfns;
@@ -337,6 +339,13 @@ static int hmr_fault_bufs_init(struct hmr_fault_bufs *b, unsigned long npages)
 	b->hpfns = b->s_hpfns;
 	b->pfns = b->s_pfns;
 	return npages <= HMR_CHUNK_PAGES ? 0 : hmr_fault_bufs_grow(b);
+}
+
+/* kfree(NULL) costs a call on every fault whose arrays are on the stack: skip it. */
+static void hmr_fault_bufs_fini(struct hmr_fault_bufs *b)
+{
+	if (b->hpfns != b->s_hpfns)
+		kfree(b->heap);
 }
 
 /* HMM pfns -> libhmr populate input for @npages pages; returns how many are valid. */
@@ -536,7 +545,7 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		.start = addr,
 	};
 	unsigned long first, npages, valid, hpfn;
-	struct hmr_fault_bufs b;
+	struct hmr_fault_bufs b __uninitialized;
 	unsigned int tries = 0;
 	bool own;
 	int ret;
@@ -585,7 +594,7 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 	if (ret && ret != -ENOMEM)
 		ret = -EFAULT;
 out_free:
-	kfree(b.heap);
+	hmr_fault_bufs_fini(&b);
 	return ret;
 }
 
