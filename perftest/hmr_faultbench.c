@@ -30,9 +30,12 @@
  * -d cpu: no device; the CPU's own first touch of the same targets, the physical floor of any
  * fault: memset of the target after MADV_DONTNEED (dropped) and of present pages (present),
  * as device cpu, mode cpu, op write.
+ * Under run-guest --profile each case is one phase of the instruction profile, in the order of
+ * the CSV lines, counting its timed operations only (perftest/hmr_prof.h).
  */
 #define _GNU_SOURCE
 #include "bench_common.h"
+#include "hmr_prof.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -84,9 +87,11 @@ static int cpu_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_
 		perror("madvise(MADV_DONTNEED)");
 		return -1;
 	}
+	hmr_prof_on();
 	t0 = now_ns();
 	memset(t->buf, pat, c->bytes);
 	*ns = now_ns() - t0;
+	hmr_prof_off();
 	return bench_check_fill(t->buf, c->bytes, pat) == c->bytes ? 0 : -1;
 }
 
@@ -127,10 +132,12 @@ static int one_iter(struct fb *f, const struct fcase *c, unsigned int i, uint64_
 	}
 	if (!c->dropped)
 		memset(t->buf, write ? 0 : pat, c->bytes);
+	hmr_prof_on();
 	t0 = now_ns();
 	if (bench_rdma_sync(&f->b, c->op, f->local.buf, f->local.mr->lkey, c->bytes, t->buf, t->mr->rkey))
 		return -1;
 	*ns = now_ns() - t0;
+	hmr_prof_off();
 	bad = bench_check_fill(dst, c->bytes, want);
 	if (bad != c->bytes) {
 		fprintf(stderr, "data mismatch: %s %zu %s iteration %u: byte %zu is %#x, not %#x\n",
@@ -173,6 +180,7 @@ static int run_case(struct fb *f, const struct fcase *c)
 				one_iter(f, c, (unsigned int)(i + 1), out))
 			return -1;
 	}
+	hmr_prof_phase();	/* one profiler phase a case: its timed operations, warm-up included */
 	fault1 = counter(f, "page_fault_ns");
 	lookup1 = counter(f, "page_lookup_ns");
 	if (c->thp && c->op == IBV_WR_RDMA_WRITE && anon_huge_kb(f->huge.buf) == 0)
