@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * insnprof: a qemu TCG plugin that counts the guest instructions executed at each code address,
- * between markers the guest runs (run-guest --profile; report with tests/lab/insnprof-report).
+ * between markers the guest runs (run-guest --profile; report with tests/lab/insnprof.py).
  *
  * On the instruction clock (--icount) a guest nanosecond is one instruction, so these counts are
  * where a benchmark's time goes, function by function, with nothing added to the guest: the

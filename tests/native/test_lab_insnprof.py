@@ -1,5 +1,5 @@
 """The lab's instruction profiler (run-guest --profile) on the host: its qemu plugin counting a
-program's instructions between markers under qemu's user-mode emulator, and insnprof-report
+program's instructions between markers under qemu's user-mode emulator, and insnprof.py
 telling a profile by function."""
 import shutil
 import subprocess
@@ -104,7 +104,7 @@ def write_run(tmp_path):
 
 
 def report(*args):
-    return subprocess.run([sys.executable, LAB / "insnprof-report", *map(str, args)],
+    return subprocess.run([sys.executable, LAB / "insnprof.py", *map(str, args)],
                           capture_output=True, text=True, timeout=60)
 
 

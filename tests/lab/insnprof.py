@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""insnprof-report: where a profiled guest's instructions went, function by function.
+"""insnprof.py: where a profiled guest's instructions went, function by function.
 
-    insnprof-report [--per N] [--top N] [--modules] RUN-DIR [PHASES]
+    insnprof.py [--per N] [--top N] [--modules] RUN-DIR [PHASES]
 
 RUN-DIR is a run-guest --profile run (its profile.txt and kallsyms). PHASES says what to show:
 a phase number, or a sum and difference of them ("2-3": phase 2 less phase 3; "2-3-0+1": what
@@ -9,7 +9,8 @@ phase 2 adds over phase 3, less what phase 0 adds over phase 1); by default ever
 own. --per N divides every count by N (the iterations a phase timed), --top N shows that many
 functions (default 40), largest difference first; --modules sums them by module instead (the
 kernel's own code is "vmlinux", user space "<user>"). On the instruction clock a count is also
-nanoseconds.
+nanoseconds. Benchmarks import it (load, combine, parse_expr, by_module) to report a profile
+themselves (perftest/guest_wire_profile.py).
 """
 import argparse
 import bisect
@@ -48,6 +49,12 @@ def load_phases(path, syms):
                 name = syms[i][1] if i >= 0 else '<unknown>'
             phases[int(phase)][name] += int(n)
     return phases
+
+
+def load(run):
+    """The phases of the run directory @run (its kallsyms and profile.txt)."""
+    return load_phases(os.path.join(run, 'profile.txt'),
+                       load_symbols(os.path.join(run, 'kallsyms')))
 
 
 def parse_expr(expr):
@@ -95,8 +102,7 @@ def main(argv=None):
     ap.add_argument('phases', nargs='?')
     a = ap.parse_args(argv)
     try:
-        syms = load_symbols(os.path.join(a.run, 'kallsyms'))
-        phases = load_phases(os.path.join(a.run, 'profile.txt'), syms)
+        phases = load(a.run)
         shown = by_module if a.modules else (lambda c: c)
         if a.phases:
             report(f'phases {a.phases}', shown(combine(phases, parse_expr(a.phases))), a.per,
@@ -105,7 +111,7 @@ def main(argv=None):
             for p in sorted(phases):
                 report(f'phase {p}', shown(phases[p]), a.per, a.top, sys.stdout)
     except (OSError, ValueError) as e:
-        print(f'insnprof-report: {e}', file=sys.stderr)
+        print(f'insnprof.py: {e}', file=sys.stderr)
         return 2
     return 0
 
