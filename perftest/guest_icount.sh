@@ -5,7 +5,8 @@
 # (pinned up to REGMAX, ODP up to ODPMAX), first-touch fault cost (ODP, and present pages),
 # fence latency (ODP), the shared mirror's cases (hmr_sharebench: reg/WRITE/dereg rounds,
 # invalidation cost against the number of MRs, page-table bytes); and plain memcpy once.
-# Writes OUT/{reg,fault,fence,share,memcpy}-<kernel>.csv.
+# Writes OUT/{reg,fault,fence,share,memcpy}-<kernel>.csv, and under run-guest --profile
+# OUT/fault-profile-<kernel>.csv (perftest/fault_profile.py).
 # A device without ODP gets one line in the fault and fence CSVs whose figure is the reason.
 set -u
 out=$1 regmax=$2 odpmax=$3
@@ -21,6 +22,7 @@ echo device,mode,bytes,reg_ns,dereg_ns,run >"$reg"
 echo device,mode,op,bytes,state,median_ns,p99_ns,iters,backing,fault_ns,lookup_ns >"$fault"
 echo device,op,samples,p50_ns,p99_ns,max_ns,writes,wr_errors,cpu_p50_ns,cpu_p99_ns,fence_waits,fence_wait_ns,wall_ns,cpu_ns,runq_ns,blocked_ns >"$fence"
 echo device,mode,case,n,unit,p50,p99,iters >"$share"
+rm -f "$out/fault-profile-$k.csv"
 rc=0
 # run CSV TOOL ARGS...: append TOOL's CSV lines (without its header) to CSV; remember failures.
 run() {
@@ -68,4 +70,9 @@ echo "[$k] the CPU's own first touch (the floor of any fault)" >&2
 run "$fault" "$bin/hmr_faultbench" -d cpu -r 3 -n 30
 rm -f "$out/.odp" "$out/.err" "$out/.run"
 "$bin/hmr_memcpy" -r 3 >"$out/memcpy-$k.csv" || rc=1
+# Under run-guest --profile (run-bench): where hmr0's first-touch 4 KiB WRITE goes, by part.
+if [ -x /hmr-io/hmr-prof ] && ibv_devinfo -d hmr0 >/dev/null 2>&1; then
+	echo "[$k] hmr0: where a first-touch 4 KiB WRITE goes (instruction profile)" >&2
+	python3 perftest/fault_profile.py --csv "$out/fault-profile-$k.csv" >&2 || rc=1
+fi
 exit $rc

@@ -94,7 +94,8 @@ def main(out):
     for path in sorted(glob.glob(f"{out}/*.csv")):
         base = os.path.basename(path)[:-4]
         png = f"{out}/{base}.png"
-        kind = "wire-icount" if base.startswith("wire-icount") else base.split("-")[0]
+        kind = next((k for k in ("wire-icount", "wire-profile", "fault-profile")
+                     if base.startswith(k)), base.split("-")[0])
         if kind == "reg":
             plot_reg(path, png)
         elif kind == "fault":
@@ -110,6 +111,12 @@ def main(out):
                  "median (usec for latency, MiB/s for bandwidth)", log=True)
         elif kind == "wire-icount":
             bars(path, png, ["metric"], ["link"], "value", 1, "kernel instructions per packet")
+        elif kind == "wire-profile":
+            bars(path, png, ["side", "part"], ["link"], "value", 1,
+                 "instructions per packet (profile)")
+        elif kind == "fault-profile":
+            bars(path, png, ["part"], ["kernel"], "value", 1,
+                 "first-touch 4 KiB WRITE: instructions beyond the CPU's")
         elif kind == "memcpy":
             bars(path, png, ["op", "bytes"], ["op"], "mb_per_s", 1, "MB/s")
         else:
