@@ -55,7 +55,7 @@ def main():
     if os.access(check, os.W_OK):
         with open(check, "w") as f:
             f.write("N")
-    base = len(insnprof.load(IO)) if os.path.exists(f"{IO}/profile.txt") else 0
+    base = insnprof.phases_ended(IO)
     # phases from base: cpu dropped, cpu present; hmr write dropped, read dropped, write
     # present, read present (hmr_faultbench's case order)
     for dev in (["-d", "cpu"], ["-d", "hmr0", "-o"]):

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from guest_wire import ADDR, counters, gid_index, server_client, sh
+from guest_wire import ADDR, as_installed, counters, gid_index, server_client, sh
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lab"))
 import insnprof  # noqa: E402  (the lab's profile reader)
@@ -75,12 +75,6 @@ def parts(counts):
     return out
 
 
-def phases_so_far():
-    """How many profiler phases this boot has ended (each wrote at least its user line)."""
-    path = f"{IO}/profile.txt"
-    return len(insnprof.load(IO)) if os.path.exists(path) else 0
-
-
 def write_csv(a, link, runs, base):
     """Per-packet instructions by part of each side, from this run's profile (its phases from
     @base on)."""
@@ -111,13 +105,14 @@ def main():
     if not (os.environ.get("HMR_PEER") and dev["self"] and os.path.exists(PROF)):
         raise SystemExit("guest_wire_profile.py runs in the first guest of "
                          "run-guest --peer --icount --profile")
+    as_installed()
     gid = {s: gid_index(s) for s in dev}
 
     def argv(side, n, port):
         return ["ib_send_bw", "-d", dev[side], "-x", str(gid[side]), "-s", "65536", "-n",
                 str(n), "-F", "-e", "-p", str(port)]
 
-    runs, port, base = [], 18800, phases_so_far()
+    runs, port, base = [], 18800, insnprof.phases_ended(IO)
     for role, counter in (("requester", "sent_pkts"), ("responder", "rcvd_pkts")):
         for n in (a.n[0], a.n[0], a.n[1]):
             port += 1

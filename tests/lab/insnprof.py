@@ -9,8 +9,8 @@ phase 2 adds over phase 3, less what phase 0 adds over phase 1); by default ever
 own. --per N divides every count by N (the iterations a phase timed), --top N shows that many
 functions (default 40), largest difference first; --modules sums them by module instead (the
 kernel's own code is "vmlinux", user space "<user>"). On the instruction clock a count is also
-nanoseconds. Benchmarks import it (load, combine, parse_expr, by_module) to report a profile
-themselves (perftest/guest_wire_profile.py).
+nanoseconds. Benchmarks import it (load, phases_ended, combine, parse_expr, by_module) to report
+a profile themselves (perftest/fault_profile.py, perftest/guest_wire_profile.py).
 """
 import argparse
 import bisect
@@ -55,6 +55,14 @@ def load(run):
     """The phases of the run directory @run (its kallsyms and profile.txt)."""
     return load_phases(os.path.join(run, 'profile.txt'),
                        load_symbols(os.path.join(run, 'kallsyms')))
+
+
+def phases_ended(run):
+    """How many phases the run directory @run has ended so far (each wrote at least its user
+    line): the number the next phase will get."""
+    if not os.path.exists(os.path.join(run, 'profile.txt')):
+        return 0
+    return len(load(run))
 
 
 def parse_expr(expr):

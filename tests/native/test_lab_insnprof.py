@@ -57,7 +57,7 @@ def user_counts(path):
     out = {}
     for line in path.read_text().splitlines():
         phase, where, n = line.split()
-        assert where == "user", line	# qemu-user runs no kernel code
+        assert where == "user", line  # qemu-user runs no kernel code
         out[int(phase)] = int(n)
     return out
 
@@ -117,6 +117,14 @@ def test_report_tells_functions_and_differences(tmp_path):
     rows = [line.split(None, 1) for line in lines[1:]]
     assert rows == [["450.0", "handle_mm_fault"], ["150.0", "mt_find"],
                     ["50.0", "hmr_mr_fault [hmr]"], ["10.0", "hmr_access_begin [hmr]"]]
+
+
+def test_phases_ended_is_the_next_phase_number(tmp_path):
+    sys.path.insert(0, str(LAB))
+    import insnprof
+    assert insnprof.phases_ended(tmp_path) == 0  # no profile yet
+    write_run(tmp_path)
+    assert insnprof.phases_ended(tmp_path) == 2
 
 
 def test_report_sums_by_module(tmp_path):
