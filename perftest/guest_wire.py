@@ -114,6 +114,14 @@ def complaint(text):
     return "; ".join(dict.fromkeys(why[:3])) or first_line(text)
 
 
+def as_installed():
+    """hmr on both sides as it is installed: the lab loads it with check_pages=1, a debugging
+    aid that checks every page the DMA engine touches (no-op where hmr is not loaded)."""
+    for side in ("self", "peer"):
+        sh(side, ["sh", "-c", "p=/sys/module/hmr/parameters/check_pages; "
+                  "if [ -w $p ]; then echo N >$p; fi"])
+
+
 def gid_index(side):
     """The index of SIDE's RoCEv2 GID ::ffff:<its address> (sysfs, not assumed)."""
     r = sh(side, ["sh", "-c", "cd /sys/class/infiniband/*/ports/1 && "
@@ -301,6 +309,7 @@ def main():
     link = a.label or f"{kind['self']}↔{kind['peer']}"
     kernel = ".".join(os.uname().release.split(".")[:2])
     mhz, mhz_from = tsc_mhz()
+    as_installed()
     gid = {s: gid_index(s) for s in dev}
     odp = {s: has_odp(s, dev[s]) for s in dev}
     no_odp = " and ".join(sorted({kind[s] for s in dev if not odp[s]}))

@@ -36,8 +36,8 @@ import re
 import shlex
 import sys
 
-from guest_wire import (ADDR, Failed, PeerGone, add_run_args, counters, gid_index, log,
-                        server_client, sh)
+from guest_wire import (ADDR, Failed, PeerGone, add_run_args, as_installed, counters,
+                        gid_index, log, server_client, sh)
 
 TOOL, SIZE = "ib_send_bw", 65536
 ITERS, QUICK_ITERS = (200, 2000), (100, 600)
@@ -93,6 +93,7 @@ def main():
         raise SystemExit("guest_wire_icount.py runs in the first guest of run-guest --peer")
     link = a.label or "↔".join(dev[s].rstrip("0123456789") for s in ("self", "peer"))
     hz = os.sysconf("SC_CLK_TCK")
+    as_installed()
     gid = {s: gid_index(s) for s in dev}
     rate = {s: idle_rate(s) for s in dev}
     log(f"{link}: busy ticks per second with no traffic: here {rate['self']:.2f}, "
