@@ -12,10 +12,7 @@ set -u
 out=$1 regmax=$2 odpmax=$3
 shift 3
 bin=build/guest-$(uname -r)/user/perftest
-# The lab loads hmr with check_pages=1, a debugging aid that checks every page the DMA engine
-# touches; the benchmarks measure hmr as it is installed (off).
-p=/sys/module/hmr/parameters/check_pages
-[ -w $p ] && echo N >$p
+"$(dirname "$0")"/hmr-as-installed
 k=$(uname -r | cut -d. -f1,2)
 reg=$out/reg-$k.csv fault=$out/fault-$k.csv fence=$out/fence-$k.csv share=$out/share-$k.csv
 echo device,mode,bytes,reg_ns,dereg_ns,run >"$reg"
