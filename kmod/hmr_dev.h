@@ -11,7 +11,10 @@
 
 #include <linux/completion.h>
 #include <linux/list.h>
+#include <linux/math64.h>
 #include <linux/refcount.h>
+#include <linux/timekeeping.h>
+#include <linux/timex.h>		/* x86: rdtsc(), tsc_khz */
 #include <linux/skbuff.h>
 #include <linux/wait.h>
 #include <linux/mmu_notifier.h>
@@ -98,8 +101,8 @@ struct hmr_dev {
 	/* Totals over every mirror (and MR), live or not. */
 	atomic64_t prefetched_pages;	/* pages made present by advise_mr */
 	atomic64_t fence_wait_ns;	/* time invalidations spent waiting for chunks */
-	atomic64_t fault_ns;		/* time the DMA engine spent in faults (hmr_mr_fault) */
-	atomic64_t lookup_ns;		/* time in HMM look-ups of present pages, no fault */
+	atomic64_t fault_clock;		/* hmr_fault_clock() time the DMA engine spent in faults */
+	atomic64_t lookup_clock;	/* the same, in HMM look-ups of present pages (no fault) */
 	atomic64_t nonblock_invalidations;	/* non-blockable invalidations of a mirror */
 	/* Multicast attachments (struct hmr_mca, hmr_mcast.c); protects mcast and the counts. */
 	struct mutex mcast_lock;
@@ -493,5 +496,47 @@ void hmr_dealloc_driver(struct ib_device *ibdev);
 struct hmr_qp *hmr_qp_get_by_gid(const union ib_gid *gid, u32 qpn);
 struct hmr_dev *hmr_dev_get_by_ifindex(int ifindex);
 bool hmr_gid_is_local(const union ib_gid *gid);
+
+/*
+ * The clock of the fault counters (page_fault_ns, page_lookup_ns): on x86 the TSC, read in a
+ * few instructions and turned into nanoseconds (tsc_khz) only when the counters are read;
+ * ktime elsewhere. ktime_get() is about 40 instructions a read (its seqcount, the
+ * clocksource's indirect call, the scaling): the four reads of a one-page fault were 184 of
+ * the 2141 instructions it cost beyond the CPU's own first touch (6.12's instruction clock).
+ * The TSC is the kernel's clocksource wherever it is stable; a fault that moved to a CPU whose
+ * counter is behind counts 0.
+ */
+#ifdef CONFIG_X86_TSC
+static inline u64 hmr_fault_clock(void)
+{
+	return rdtsc();
+}
+
+static inline u64 hmr_fault_clock_ns(u64 cycles)
+{
+	unsigned int khz = READ_ONCE(tsc_khz);
+
+	return khz ? mul_u64_u32_div(cycles, NSEC_PER_MSEC, khz) : 0;
+}
+#else
+static inline u64 hmr_fault_clock(void)
+{
+	return ktime_get_ns();
+}
+
+static inline u64 hmr_fault_clock_ns(u64 ns)
+{
+	return ns;
+}
+#endif
+
+/* Add the hmr_fault_clock() time since @t0 to @total (never a negative step). */
+static inline void hmr_fault_clock_add(atomic64_t *total, u64 t0)
+{
+	s64 d = hmr_fault_clock() - t0;
+
+	if (d > 0)
+		atomic64_add(d, total);
+}
 
 #endif /* HMR_DEV_H */

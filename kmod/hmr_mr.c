@@ -420,9 +420,9 @@ static int hmr_mr_range_fault(struct hmr_mr *mr, struct hmm_range *range)
 
 	if (range->default_flags)
 		return hmm_range_fault(range);
-	t0 = ktime_get_ns();
+	t0 = hmr_fault_clock();
 	ret = hmm_range_fault(range);
-	atomic64_add(ktime_get_ns() - t0, &mr->hdev->lookup_ns);
+	hmr_fault_clock_add(&mr->hdev->lookup_clock, t0);
 	return ret;
 }
 
@@ -642,14 +642,14 @@ static int hmr_mr_fault(struct hmr_mr *mr, struct hmr_fault_bound *b, unsigned l
 			unsigned long access_end, bool write)
 {
 	unsigned long next, installed;
-	u64 t0 = ktime_get_ns();
+	u64 t0 = hmr_fault_clock();
 	int ret;
 
 	ret = hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
 				  hmr_mr_end(mr), access_end,
 				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 				  &next, &installed);
-	atomic64_add(ktime_get_ns() - t0, &mr->hdev->fault_ns);
+	hmr_fault_clock_add(&mr->hdev->fault_clock, t0);
 	if (!ret && installed)
 		hmr_fault_bound_progress(b);
 	return ret;

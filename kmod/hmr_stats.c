@@ -97,8 +97,8 @@ static void hmr_stats_values(u64 *value, const struct hmr_stats *st, struct hmr_
 	value[HMR_CNT_NONBLOCK] = atomic64_read(&hdev->nonblock_invalidations);
 	value[HMR_CNT_BUSY] = st->invalidate_busy;
 	value[HMR_CNT_TABLES] = st->tables;
-	value[HMR_CNT_FAULT_NS] = atomic64_read(&hdev->fault_ns);
-	value[HMR_CNT_LOOKUP_NS] = atomic64_read(&hdev->lookup_ns);
+	value[HMR_CNT_FAULT_NS] = hmr_fault_clock_ns(atomic64_read(&hdev->fault_clock));
+	value[HMR_CNT_LOOKUP_NS] = hmr_fault_clock_ns(atomic64_read(&hdev->lookup_clock));
 }
 
 struct rdma_hw_stats *hmr_alloc_hw_port_stats(struct ib_device *ibdev, u32 port)
