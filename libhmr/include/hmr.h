@@ -24,7 +24,8 @@
  *
  * Contexts: populate may sleep (GFP_KERNEL); invalidate never allocates and
  * with blockable == false never sleeps; access_begin/end never sleep; the
- * lookup needs rcu_read_lock() (access_begin takes it itself).
+ * lookup needs rcu_read_lock(). In the kernel access_begin runs with
+ * preemption disabled, which is its read side (hmr_os_access_read_lock()).
  */
 #ifndef HMR_H
 #define HMR_H
@@ -201,6 +202,7 @@ int hmr_mirror_invalidate(struct hmr_mirror *m, unsigned long start,
  *    write): fault a window around it, then retry;
  * -EINVAL: len == 0 or addr + len overflows; -EFAULT: beyond HMR_VA_END;
  * -EBUSY: all HMR_ACCESS_SLOTS in use, retry.
+ * In the kernel, call it with preemption disabled (as the chunk's copy runs).
  */
 int hmr_access_begin(struct hmr_mirror *m, struct hmr_access *acc,
 		     unsigned long addr, unsigned long len, bool write);
@@ -237,12 +239,27 @@ void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
 int hmr_window_populate(struct hmr_window *w, unsigned long start,
 			unsigned long npages, const u64 *pfns,
 			unsigned long seq);
+/* Does [addr, addr + len) lie in @w? */
+static inline bool hmr_window_holds(const struct hmr_window *w, unsigned long addr,
+				    unsigned long len)
+{
+	return len && addr + len > addr && addr >= w->start && addr + len <= w->end;
+}
+
 /*
  * hmr_access_begin() through @w: -EFAULT unless [addr, addr + len) lies in the window,
- * -EACCES for a write through a read-only window; else as hmr_access_begin().
+ * -EACCES for a write through a read-only window; else as hmr_access_begin(). Inline: it
+ * runs for every chunk the DMA engine copies.
  */
-int hmr_window_access_begin(struct hmr_window *w, struct hmr_access *acc,
-			    unsigned long addr, unsigned long len, bool write);
+static inline int hmr_window_access_begin(struct hmr_window *w, struct hmr_access *acc,
+					  unsigned long addr, unsigned long len, bool write)
+{
+	if (!hmr_window_holds(w, addr, len))
+		return -EFAULT;
+	if (write && !READ_ONCE(w->writable))
+		return -EACCES;
+	return hmr_access_begin(w->m, acc, addr, len, write);
+}
 
 /* Slot @level's index for @addr. */
 static inline unsigned int hmr_index(unsigned long addr, unsigned int level)

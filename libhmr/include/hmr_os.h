@@ -12,6 +12,7 @@
  *   hmr_os_table_alloc(size, gfp) / hmr_os_table_free(p)  a leaf table
  *   hmr_os_table_free_rcu(p)                           ... after a grace period
  *   hmr_os_cpu_hint()                                  a small per-CPU/thread number
+ *   hmr_os_access_read_lock() / _unlock()              the read side of an access's look-up
  */
 #ifndef HMR_OS_H
 #define HMR_OS_H
@@ -23,6 +24,7 @@
 #include <linux/compiler.h>
 #include <linux/errno.h>
 #include <linux/gfp.h>
+#include <linux/lockdep.h>
 #include <linux/mm.h>
 #include <linux/rcupdate.h>
 #include <linux/slab.h>
@@ -62,9 +64,22 @@ static inline void hmr_os_table_free_rcu(void *p)
 	call_rcu(&virt_to_page(p)->rcu_head, hmr_os_table_rcu_cb);
 }
 
+/*
+ * The read side of an access's look-up (hmr_access_begin). Its kernel callers run with
+ * preemption disabled (the DMA engine copies each chunk so, kmod/hmr_mr.c), which is an RCU
+ * read-side critical section for call_rcu() and synchronize_rcu() since the RCU flavours were
+ * consolidated (4.20): the tables a look-up walks are not freed under it. rcu_read_lock() and
+ * rcu_read_unlock() there were two calls a chunk under PREEMPT_RCU.
+ */
+#define hmr_os_access_read_lock()	lockdep_assert_preemption_disabled()
+#define hmr_os_access_read_unlock()	do { } while (0)
+
 #else /* !__KERNEL__ */
 
 #include "hmr_os_user.h"
+
+#define hmr_os_access_read_lock()	rcu_read_lock()
+#define hmr_os_access_read_unlock()	rcu_read_unlock()
 
 #endif /* __KERNEL__ */
 

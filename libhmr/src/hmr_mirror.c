@@ -179,7 +179,7 @@ static unsigned int hmr_translate(struct hmr_mirror *m, struct hmr_access *acc,
 	unsigned int i;
 	u64 e;
 
-	rcu_read_lock();
+	hmr_os_access_read_lock();
 	for (i = 0; i < n; i++) {
 		a = (pfn + i) << HMR_PAGE_SHIFT;
 		e = hmr_lookup(m, a);
@@ -187,7 +187,7 @@ static unsigned int hmr_translate(struct hmr_mirror *m, struct hmr_access *acc,
 			break;
 		acc->page[i] = hmr_entry_page(m, e, a);
 	}
-	rcu_read_unlock();
+	hmr_os_access_read_unlock();
 	return i;
 }
 
@@ -236,14 +236,6 @@ void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
 	w->writable = writable;
 }
 
-/* Does [addr, addr + len) lie in @w? */
-static bool hmr_window_holds(const struct hmr_window *w, unsigned long addr,
-			     unsigned long len)
-{
-	return len && addr + len > addr && addr >= w->start &&
-	       addr + len <= w->end;
-}
-
 int hmr_window_populate(struct hmr_window *w, unsigned long start,
 			unsigned long npages, const u64 *pfns,
 			unsigned long seq)
@@ -255,16 +247,6 @@ int hmr_window_populate(struct hmr_window *w, unsigned long start,
 	    npages > (last - start) >> HMR_PAGE_SHIFT)
 		return -EINVAL;
 	return hmr_table_populate(w->m, start, npages, pfns, seq);
-}
-
-int hmr_window_access_begin(struct hmr_window *w, struct hmr_access *acc,
-			    unsigned long addr, unsigned long len, bool write)
-{
-	if (!hmr_window_holds(w, addr, len))
-		return -EFAULT;
-	if (write && !READ_ONCE(w->writable))
-		return -EACCES;
-	return hmr_access_begin(w->m, acc, addr, len, write);
 }
 
 void hmr_mirror_stats(struct hmr_mirror *m, struct hmr_stats *st)
