@@ -499,21 +499,25 @@ static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
 				     struct hmm_range *range, unsigned long fault_end,
 				     unsigned long end, unsigned long hmm_flags)
 {
+	enum hmr_fault_first first = HMR_FIRST_NONE;
+	unsigned long stop = end;
 	int ret;
 
+	/* One call site of hmr_mr_hmm_fault(), so that it is inlined here: a fault's own part. */
+	range->default_flags = hmm_flags;
 	if ((hmm_flags & HMM_PFN_REQ_FAULT) && fault_end == range->start + PAGE_SIZE) {
 		range->default_flags = 0;
-		return hmr_mr_hmm_fault(mr, mm, range, end, hmm_flags & HMM_PFN_REQ_WRITE ?
-					HMR_FIRST_WRITE : HMR_FIRST_READ);
+		first = hmm_flags & HMM_PFN_REQ_WRITE ? HMR_FIRST_WRITE : HMR_FIRST_READ;
+	} else if (fault_end < end) {
+		stop = fault_end;
 	}
-	range->default_flags = hmm_flags;
-	if (fault_end < end) {
-		ret = hmr_mr_hmm_fault(mr, mm, range, fault_end, HMR_FIRST_NONE);
-		if (ret)
+	for (;;) {
+		ret = hmr_mr_hmm_fault(mr, mm, range, stop, first);
+		if (ret || stop == end)
 			return ret;
-		range->default_flags = 0;
+		range->default_flags = 0;	/* the look-up of the rest of the window */
+		stop = end;
 	}
-	return hmr_mr_hmm_fault(mr, mm, range, end, HMR_FIRST_NONE);
 }
 
 /*
@@ -531,12 +535,12 @@ static int hmr_mr_fault_then_look_up(struct hmr_mr *mr, struct mm_struct *mm,
  * installed where the CPU already has the page, so a small access allocates no memory it does
  * not touch (a needed page that went away again in between is faulted at the next access).
  * The mm is the registering process's; it may be another process than the caller's. Returns
- * 0 (also when the installed entries went stale again: the caller retries the access),
- * -ENOMEM or -EFAULT. *@next: where the window ended; *@installed: pages installed.
+ * the pages installed (0 also when they went stale again: the caller retries the access),
+ * -ENOMEM or -EFAULT. *@next (unless NULL): where the window ended.
  */
-static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned long end,
-			       unsigned long fault_end, unsigned long hmm_flags,
-			       unsigned long *next, unsigned long *installed)
+static long hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned long end,
+				unsigned long fault_end, unsigned long hmm_flags,
+				unsigned long *next)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	struct mm_struct *mm = mr->pmirror->notifier.mm;
@@ -544,7 +548,7 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		.notifier = &mr->pmirror->notifier,
 		.start = addr,
 	};
-	unsigned long first, npages, valid, hpfn;
+	unsigned long first, npages, valid, hpfn, installed = 0, nxt;
 	struct hmr_fault_bufs b __uninitialized;
 	unsigned int tries = 0;
 	bool own;
@@ -552,16 +556,17 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 
 	end = min(addr + READ_ONCE(hmr_fault_window) * PAGE_SIZE, end);
 	fault_end = clamp(PAGE_ALIGN(fault_end), addr + PAGE_SIZE, end);
-	*installed = 0;
+	nxt = end;
+	ret = -ENOMEM;
 	if (hmr_fault_bufs_init(&b, (end - addr) >> PAGE_SHIFT))
-		return -ENOMEM;
+		goto out;
 	/* The caller's own mm (a doorbell in the owner's system call) is held by the caller. */
 	own = mm == current->mm;
 	ret = -EFAULT;
 	if (!own && !mmget_not_zero(mm))
 		goto out_free;
 	do {
-		*next = end;
+		nxt = end;
 		range.hmm_pfns = b.hpfns;
 		ret = hmr_mr_fault_then_look_up(mr, mm, &range, fault_end, end, hmm_flags);
 		if (ret)
@@ -577,12 +582,12 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 			npages = (range.end - addr) >> PAGE_SHIFT;
 			valid = hmr_mr_pfns(b.hpfns, b.pfns, npages);
 		}
-		*next = first + npages * PAGE_SIZE;
+		nxt = first + npages * PAGE_SIZE;
 		ret = hmr_window_populate(&mr->win, first, npages, b.pfns, range.notifier_seq);
 		if (ret == -EAGAIN) {
 			ret = -EBUSY;
 		} else if (!ret) {
-			*installed = valid;
+			installed = valid;
 			atomic64_inc(&mr->faults);
 			atomic64_add(valid, &mr->faulted_pages);
 		}
@@ -595,7 +600,10 @@ static int hmr_mr_fault_window(struct hmr_mr *mr, unsigned long addr, unsigned l
 		ret = -EFAULT;
 out_free:
 	hmr_fault_bufs_fini(&b);
-	return ret;
+out:
+	if (next)
+		*next = nxt;
+	return ret ? ret : installed;
 }
 
 /* Times a fault that installed pages may restart an access's one-second bound. */
@@ -641,18 +649,16 @@ static bool hmr_fault_bound_over(struct hmr_fault_bound *b)
 static int hmr_mr_fault(struct hmr_mr *mr, struct hmr_fault_bound *b, unsigned long addr,
 			unsigned long access_end, bool write)
 {
-	unsigned long next, installed;
 	u64 t0 = hmr_fault_clock();
-	int ret;
+	long ret;
 
 	ret = hmr_mr_fault_window(mr, max(round_down(addr, PAGE_SIZE), hmr_mr_first(mr)),
 				  hmr_mr_end(mr), access_end,
-				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
-				  &next, &installed);
+				  HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0), NULL);
 	hmr_fault_clock_add(&mr->hdev->fault_clock, t0);
-	if (!ret && installed)
+	if (ret > 0)
 		hmr_fault_bound_progress(b);
-	return ret;
+	return ret < 0 ? ret : 0;
 }
 
 /*
@@ -665,15 +671,16 @@ int hmr_mr_prefetch(struct hmr_mr *mr, u64 iova, u64 len, unsigned long hmm_flag
 	unsigned long va = mr->start + (iova - mr->iova);
 	unsigned long addr = max(round_down(va, PAGE_SIZE), hmr_mr_first(mr));
 	unsigned long end = min(round_up(va + len, PAGE_SIZE), hmr_mr_end(mr));
-	unsigned long next, installed, total = 0;
-	int ret = 0;
+	unsigned long next, total = 0;
+	long ret = 0;
 
 	while (addr < end && !READ_ONCE(mr->dying) && !fatal_signal_pending(current)) {
-		ret = hmr_mr_fault_window(mr, addr, end, end, hmm_flags, &next, &installed);
-		if (ret && hmm_flags)
+		ret = hmr_mr_fault_window(mr, addr, end, end, hmm_flags, &next);
+		if (ret < 0 && hmm_flags)
 			break;
+		if (ret > 0)
+			total += ret;
 		ret = 0;
-		total += installed;
 		addr = next;
 		cond_resched();
 	}
