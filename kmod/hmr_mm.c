@@ -30,13 +30,8 @@
 #define HMR_MM_PTE_PRESENT	BIT_ULL(1)
 #define HMR_MM_PTE_WRITE	BIT_ULL(2)
 #define HMR_MM_PTE_ADDR		GENMASK_ULL(51, PAGE_SHIFT)
-
-static u64 hmr_mm_encode(void *priv, u64 pfn, unsigned int flags)
-{
-	return PFN_PHYS(pfn) | HMR_MM_PTE_PRESENT |
-	       (flags & HMR_PTE_WRITE ? HMR_MM_PTE_WRITE : 0) |
-	       (flags & HMR_PTE_HUGE ? HMR_MM_PTE_HUGE : 0);
-}
+/* libhmr builds the entries (no encode()): its pages are the CPU's. */
+static_assert(HMR_PAGE_SHIFT == PAGE_SHIFT);
 
 static bool hmr_mm_seq_stale(void *priv, unsigned long seq)
 {
@@ -49,8 +44,7 @@ static const struct hmr_mirror_ops hmr_mm_mirror_ops = {
 	.present = HMR_MM_PTE_PRESENT,
 	.writable = HMR_MM_PTE_WRITE,
 	.huge = HMR_MM_PTE_HUGE,
-	.addr_mask = HMR_MM_PTE_ADDR,
-	.encode = hmr_mm_encode,
+	.addr_mask = HMR_MM_PTE_ADDR,	/* no encode(): the masks' own format, no call an entry */
 	.seq_stale = hmr_mm_seq_stale,
 };
 

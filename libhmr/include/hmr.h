@@ -79,6 +79,10 @@
  * @encode:    build the entry for frame @pfn with HMR_PTE_* @flags; the
  *             result must contain @present, @writable iff HMR_PTE_WRITE and
  *             @huge iff HMR_PTE_HUGE. Called under the update lock: no sleep.
+ *             NULL: the masks' own format, the page's address (pfn shifted
+ *             by HMR_PAGE_SHIFT, within @addr_mask) | @present | @writable
+ *             if writable | @huge if huge, with no call per entry (the masks
+ *             must then not overlap @addr_mask).
  * @seq_stale: true if the sequence @seq from mmu_interval_read_begin() is
  *             stale (mmu_interval_read_retry()). Called under the update lock
  *             of the table being written, after a full barrier.
@@ -233,12 +237,34 @@ struct hmr_window {
 
 void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
 		     unsigned long start, unsigned long end, bool writable);
+/* Is [start, start + npages pages) a valid, page-aligned range? */
+static inline bool hmr_range_ok(unsigned long start, unsigned long npages)
+{
+	if (start & (HMR_PAGE_SIZE - 1) || !npages || start >= HMR_VA_END)
+		return false;
+	return npages <= (HMR_VA_END - start) >> HMR_PAGE_SHIFT;
+}
+
+/* hmr_mirror_populate() without its checks: for hmr_window_populate() only. */
+int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
+		       unsigned long npages, const u64 *pfns, unsigned long seq);
+
 /*
- * hmr_mirror_populate() confined to @w's pages: -EINVAL for pages outside them.
+ * hmr_mirror_populate() confined to @w's pages: -EINVAL for pages outside them. Inline, as
+ * hmr_window_access_begin(): it runs for every fault.
  */
-int hmr_window_populate(struct hmr_window *w, unsigned long start,
-			unsigned long npages, const u64 *pfns,
-			unsigned long seq);
+static inline int hmr_window_populate(struct hmr_window *w, unsigned long start,
+				      unsigned long npages, const u64 *pfns,
+				      unsigned long seq)
+{
+	unsigned long first = w->start & ~(HMR_PAGE_SIZE - 1);
+	unsigned long last = (w->end + HMR_PAGE_SIZE - 1) & ~(HMR_PAGE_SIZE - 1);
+
+	if (!hmr_range_ok(start, npages) || start < first || start >= last ||
+	    npages > (last - start) >> HMR_PAGE_SHIFT)
+		return -EINVAL;
+	return hmr_table_populate(w->m, start, npages, pfns, seq);
+}
 /* Does [addr, addr + len) lie in @w? */
 static inline bool hmr_window_holds(const struct hmr_window *w, unsigned long addr,
 				    unsigned long len)

@@ -10,8 +10,7 @@
 
 int hmr_table_init(struct hmr_mirror *m);
 void hmr_table_destroy(struct hmr_mirror *m);
-int hmr_table_populate(struct hmr_mirror *m, unsigned long start,
-		       unsigned long npages, const u64 *pfns, unsigned long seq);
+/* hmr_table_populate(): declared in hmr.h for hmr_window_populate(). */
 /* Clears entries in [start, end); returns how many (a leaf table dropped whole counts one). */
 unsigned long hmr_table_clear(struct hmr_mirror *m, unsigned long start,
 			      unsigned long end);

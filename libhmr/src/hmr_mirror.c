@@ -30,8 +30,11 @@ int hmr_mirror_init(struct hmr_mirror *m, const struct hmr_mirror_ops *ops,
 
 	BUILD_BUG_ON(HMR_CHUNK_PAGES > HMR_SLOT_NR_MASK);
 	BUILD_BUG_ON(HMR_VA_BITS - HMR_PAGE_SHIFT + HMR_SLOT_PFN_SHIFT > 64);
-	if (!ops->present || !ops->encode || !ops->seq_stale ||
+	if (!ops->present || !ops->seq_stale ||
 	    !ops->huge || (ops->huge & (ops->huge - 1)) || ops->huge > 4)
+		return -EINVAL;
+	if (!ops->encode &&
+	    ((ops->present | ops->writable | ops->huge) & ops->addr_mask))
 		return -EINVAL;
 	m->present = ops->present;
 	m->writable = ops->writable;
@@ -58,14 +61,6 @@ int hmr_mirror_init(struct hmr_mirror *m, const struct hmr_mirror_ops *ops,
 void hmr_mirror_destroy(struct hmr_mirror *m)
 {
 	hmr_table_destroy(m);
-}
-
-/* Is [start, start + npages pages) a valid, page-aligned range? */
-static bool hmr_range_ok(unsigned long start, unsigned long npages)
-{
-	if (start & (HMR_PAGE_SIZE - 1) || !npages || start >= HMR_VA_END)
-		return false;
-	return npages <= (HMR_VA_END - start) >> HMR_PAGE_SHIFT;
 }
 
 int hmr_mirror_populate(struct hmr_mirror *m, unsigned long start,
@@ -234,19 +229,6 @@ void hmr_window_init(struct hmr_window *w, struct hmr_mirror *m,
 	w->start = start;
 	w->end = end;
 	w->writable = writable;
-}
-
-int hmr_window_populate(struct hmr_window *w, unsigned long start,
-			unsigned long npages, const u64 *pfns,
-			unsigned long seq)
-{
-	unsigned long first = w->start & ~(HMR_PAGE_SIZE - 1);
-	unsigned long last = (w->end + HMR_PAGE_SIZE - 1) & ~(HMR_PAGE_SIZE - 1);
-
-	if (!hmr_range_ok(start, npages) || start < first || start >= last ||
-	    npages > (last - start) >> HMR_PAGE_SHIFT)
-		return -EINVAL;
-	return hmr_table_populate(w->m, start, npages, pfns, seq);
 }
 
 void hmr_mirror_stats(struct hmr_mirror *m, struct hmr_stats *st)

@@ -228,11 +228,21 @@ again:
 	return d;
 }
 
+/* The entry of populate input @pfn (ops->encode, or the masks' own format). */
 static u64 hmr_encode(struct hmr_mirror *m, u64 pfn, unsigned int flags)
 {
+	u64 e;
+
 	if (pfn & HMR_PFN_WRITE)
 		flags |= HMR_PTE_WRITE;
-	return m->ops->encode(m->priv, pfn & HMR_PFN_MASK, flags);
+	if (m->ops->encode)
+		return m->ops->encode(m->priv, pfn & HMR_PFN_MASK, flags);
+	e = ((pfn & HMR_PFN_MASK) << HMR_PAGE_SHIFT) & m->addr_mask;
+	if (flags & HMR_PTE_WRITE)
+		e |= m->writable;
+	if (flags & HMR_PTE_HUGE)
+		e |= m->huge;
+	return e | m->present;
 }
 
 /* Can pfns[0..] from @addr become one 2 MiB leaf? */

@@ -95,7 +95,8 @@ static void t_init(void)
 	bad.huge = 0x3;
 	CHECK_EQ(hmr_mirror_init(&m, &bad, &sim), -EINVAL);
 	bad = t_ops;
-	bad.encode = NULL;
+	bad.encode = NULL;	/* the masks' own format needs masks apart from the address */
+	bad.addr_mask |= T_PRESENT;
 	CHECK_EQ(hmr_mirror_init(&m, &bad, &sim), -EINVAL);
 	bad = t_ops;
 	bad.present = 0;
@@ -630,6 +631,28 @@ static void t_custom_format(void)
 	teardown();
 }
 
+/* Without an encode() callback the entries are the masks' own format: t_encode()'s. */
+static void t_default_format(void)
+{
+	struct hmr_mirror_ops d_ops = t_ops;
+	u64 *p = make_pfns(HMR_HUGE_PAGES, 0x400, HMR_PFN_HUGE | HMR_PFN_WRITE);
+
+	d_ops.encode = NULL;
+	memset(&sim, 0, sizeof(sim));
+	rcu_barrier();
+	live0 = hmr_user_allocs_live();
+	CHECK_EQ(hmr_mirror_init(&m, &d_ops, &sim), 0);
+	CHECK_EQ(fill(MB(1), 2, 3, HMR_PFN_WRITE), 0);
+	CHECK_EQ(fill(MB(1) + 2 * PG, 1, 9, 0), 0);
+	CHECK_EQ(look(MB(1)), t_encode(NULL, 3, HMR_PTE_WRITE));
+	CHECK_EQ(look(MB(1) + PG), t_encode(NULL, 4, HMR_PTE_WRITE));
+	CHECK_EQ(look(MB(1) + 2 * PG), t_encode(NULL, 9, 0));
+	CHECK_EQ(hmr_mirror_populate(&m, MB(4), HMR_HUGE_PAGES, p, sim_read_begin(&sim)), 0);
+	CHECK_EQ(look(MB(4) + PG), t_encode(NULL, 0x400, HMR_PTE_WRITE | HMR_PTE_HUGE));
+	free(p);
+	teardown();
+}
+
 /* Deferred frees wait for readers; a reader in progress keeps objects alive. */
 static void t_user_rcu(void)
 {
@@ -671,6 +694,7 @@ static const struct hmr_case cases[] = {
 	{ "alloc_failure", t_alloc_failure },
 	{ "destroy_populated", t_destroy_populated },
 	{ "custom_format", t_custom_format },
+	{ "default_format", t_default_format },
 	{ "user_rcu", t_user_rcu },
 	{ NULL, NULL },
 };
