@@ -14,7 +14,8 @@ LAB_CACHE=${HMR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmr-lab}
 LAB_GUEST_PKGS="build-essential cmake ninja-build pkg-config dpkg-dev kmod iproute2 procps
  util-linux rdma-core libibverbs-dev librdmacm-dev ibverbs-utils rdmacm-utils ibverbs-providers
  perftest python3 python3-pyverbs python3-pytest libnl-3-dev libnl-route-3-dev libudev-dev
- xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin debhelper dh-dkms lintian"
+ xz-utils zstd ca-certificates iperf3 tcpdump qperf libfabric-bin debhelper dh-dkms lintian
+ ucx-utils openmpi-bin libopenmpi-dev"
 # Packages only downloaded into the image's apt cache, not installed: the guest has no network,
 # and the install test (tests/install/test_install.py) installs them with hmr's packages from
 # there, as apt on a host would from the archive. (debhelper, dh-dkms and lintian build and
