@@ -13,7 +13,7 @@
 #include <linux/list.h>
 #include <linux/math64.h>
 #include <linux/refcount.h>
-#include <linux/timekeeping.h>
+#include <linux/ktime.h>
 #include <linux/timex.h>		/* x86: rdtsc(), tsc_khz */
 #include <linux/skbuff.h>
 #include <linux/wait.h>
