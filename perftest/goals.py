@@ -231,11 +231,11 @@ def fault_profile(rows, cpu):
     if cpu is None or any(v is None for v in got.values()):
         return
     print(f"    where it goes (instruction profile, beyond the CPU's first touch): HMM's look-up "
-          f"{got['hmm']:.0f}, hmr.ko {got['hmr']:.0f}, its counters' clock reads "
-          f"{got['clock']:.0f}, the rest of the kernel {got['kernel']:.0f} (mmap_lock, the VMA, "
-          f"less the CPU's exception path), in all {got['total']:.0f}")
-    kernel = (cpu + got["hmm"] + got["kernel"]) / cpu
-    own = got["hmr"] + got["clock"]
+          f"{got['hmm']:.0f}, hmr.ko {got['hmr']:.0f} (its counters' TSC reads included), "
+          f"clock reads {got['clock']:.0f}, the rest of the kernel {got['kernel']:.0f} "
+          f"(mmap_lock, the VMA, less the CPU's exception path), in all {got['total']:.0f}")
+    kernel = (cpu + got["hmm"] + got["kernel"] + got["clock"]) / cpu
+    own = got["hmr"]
     print(f"    the kernel's part alone is {kernel:.2f}x the CPU's; hmr's own "
           f"({own:.0f} instructions) would have to be at most {max(0.0, 1.25 - kernel) * cpu:.0f}")
 
