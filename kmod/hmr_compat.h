@@ -84,13 +84,6 @@ static inline struct ib_udata *hmr_create_cq_udata(struct ib_udata *udata)
 #endif
 
 /*
- * Where an interval notifier's sequence lies, for libhmr to test in place of a call
- * (hmr_mirror_ops.seq_offset): mmu_interval_read_retry() is `interval_sub->invalidate_seq !=
- * seq` in 6.1, 6.12 and 7.2.
- */
-#define HMR_NOTIFIER_SEQ_OFFSET	offsetof(struct mmu_interval_notifier, invalidate_seq)
-
-/*
  * Yield between two chunks of DMA-engine work if the scheduler wants the CPU for another task.
  * Since 6.13 a kernel may run with lazy preemption (7.2's default), where a wakeup only sets
  * TIF_NEED_RESCHED_LAZY, cond_resched() does nothing, and a kernel thread copying a long

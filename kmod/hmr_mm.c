@@ -33,13 +33,19 @@
 /* libhmr builds the entries (no encode()): its pages are the CPU's. */
 static_assert(HMR_PAGE_SHIFT == PAGE_SHIFT);
 
+static bool hmr_mm_seq_stale(void *priv, unsigned long seq)
+{
+	struct hmr_mm *hm = priv;
+
+	return mmu_interval_read_retry(&hm->notifier, seq);
+}
+
 static const struct hmr_mirror_ops hmr_mm_mirror_ops = {
 	.present = HMR_MM_PTE_PRESENT,
 	.writable = HMR_MM_PTE_WRITE,
 	.huge = HMR_MM_PTE_HUGE,
 	.addr_mask = HMR_MM_PTE_ADDR,	/* no encode(): the masks' own format, no call an entry */
-	/* mmu_interval_read_retry()'s test, made by libhmr in place: no call a populate */
-	.seq_offset = offsetof(struct hmr_mm, notifier) + HMR_NOTIFIER_SEQ_OFFSET,
+	.seq_stale = hmr_mm_seq_stale,
 };
 
 /* Add the time an invalidation that waited for in-flight chunks spent to page_fence_wait_ns. */

@@ -86,10 +86,6 @@
  * @seq_stale: true if the sequence @seq from mmu_interval_read_begin() is
  *             stale (mmu_interval_read_retry()). Called under the update lock
  *             of the table being written, after a full barrier.
- * @seq_offset: with @seq_stale NULL, where the notifier's sequence word lies
- *             in the mirror's priv: @seq is stale iff the word differs from
- *             it (mmu_interval_read_retry()'s own test), read in place of a
- *             call, under the same lock and barrier.
  */
 struct hmr_mirror_ops {
 	u64 present;
@@ -98,7 +94,6 @@ struct hmr_mirror_ops {
 	u64 addr_mask;
 	u64 (*encode)(void *priv, u64 pfn, unsigned int flags);
 	bool (*seq_stale)(void *priv, unsigned long seq);
-	size_t seq_offset;
 };
 
 /**

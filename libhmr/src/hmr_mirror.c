@@ -30,7 +30,7 @@ int hmr_mirror_init(struct hmr_mirror *m, const struct hmr_mirror_ops *ops,
 
 	BUILD_BUG_ON(HMR_CHUNK_PAGES > HMR_SLOT_NR_MASK);
 	BUILD_BUG_ON(HMR_VA_BITS - HMR_PAGE_SHIFT + HMR_SLOT_PFN_SHIFT > 64);
-	if (!ops->present || (!ops->seq_stale && !priv) ||
+	if (!ops->present || !ops->seq_stale ||
 	    !ops->huge || (ops->huge & (ops->huge - 1)) || ops->huge > 4)
 		return -EINVAL;
 	if (!ops->encode &&

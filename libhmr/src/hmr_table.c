@@ -17,7 +17,7 @@
  * sequence. Directories the clear does not find were published before the
  * populate's barrier + check, so that populate sees the new sequence
  * (store-buffering pair: smp_mb() in hmr_mirror_invalidate() and before
- * every sequence check, hmr_seq_check()).
+ * every ops->seq_stale() call).
  */
 #include "hmr_table.h"
 
@@ -130,23 +130,12 @@ void hmr_table_destroy(struct hmr_mirror *m)
 	m->root = NULL;
 }
 
-/* Is @seq stale (ops->seq_stale, or the sequence word at ops->seq_offset in priv)? */
-static bool hmr_seq_stale(struct hmr_mirror *m, unsigned long seq)
-{
-	const unsigned long *word;
-
-	if (m->ops->seq_stale)
-		return m->ops->seq_stale(m->priv, seq);
-	word = (const unsigned long *)((const char *)m->priv + m->ops->seq_offset);
-	return READ_ONCE(*word) != seq;
-}
-
 /* Under @d's lock: a full barrier, then the device's sequence check. */
 static int hmr_seq_check(struct hmr_mirror *m, unsigned long seq)
 {
 	/* order our reads of the table after the notifier's sequence update */
 	smp_mb();
-	if (hmr_seq_stale(m, seq)) {
+	if (m->ops->seq_stale(m->priv, seq)) {
 		atomic_long_inc(&m->stat.populate_stale);
 		return -EAGAIN;
 	}

@@ -81,7 +81,7 @@ static const struct hmr_mirror_ops t_ops = {
 	.huge = T_HUGE,
 	.addr_mask = T_ADDR,
 	.encode = t_encode,
-	.seq_offset = offsetof(struct hmr_sim, seq),	/* sim_seq_stale()'s test, inline */
+	.seq_stale = sim_seq_stale,
 };
 
 #endif /* HMR_CHECK_H */
