@@ -304,6 +304,21 @@ static bool hmr_any_valid(const u64 *pfns, unsigned long n)
 	return false;
 }
 
+/* Under the leaf's lock: write the valid ones of @n entries from slot @j; returns how many. */
+static unsigned long hmr_leaf_write(struct hmr_mirror *m, u64 *leaf, unsigned int j,
+				    unsigned long n, const u64 *pfns)
+{
+	unsigned long k, valid = 0;
+
+	for (k = 0; k < n; k++) {
+		if (pfns[k] & HMR_PFN_VALID) {
+			WRITE_ONCE(leaf[j + k], hmr_encode(m, pfns[k], 0));
+			valid++;
+		}
+	}
+	return valid;
+}
+
 /*
  * Install @n small entries from @addr, all in one leaf table. Returns 0,
  * -EAGAIN or -ENOMEM.
@@ -314,9 +329,7 @@ static int hmr_install_small(struct hmr_mirror *m, unsigned long addr,
 {
 	unsigned int i = hmr_index(addr, 1), j = hmr_index(addr, 0);
 	struct hmr_dir *d;
-	unsigned long k;
 	int err = 0;
-	u64 *leaf;
 	u64 e;
 
 	if (!hmr_any_valid(pfns, n))
@@ -344,10 +357,7 @@ static int hmr_install_small(struct hmr_mirror *m, unsigned long addr,
 		/* publish the initialised leaf table to lock-free lookups */
 		smp_store_release(&d->slot[i], e);
 	}
-	leaf = hmr_slot_table(e);
-	for (k = 0; k < n; k++)
-		if (pfns[k] & HMR_PFN_VALID)
-			WRITE_ONCE(leaf[j + k], hmr_encode(m, pfns[k], 0));
+	hmr_leaf_write(m, hmr_slot_table(e), j, n, pfns);
 out:
 	spin_unlock(&d->lock);
 	return err;
@@ -376,9 +386,7 @@ static long hmr_populate_leaf(struct hmr_mirror *m, unsigned long start,
 {
 	unsigned int i = hmr_index(start, 1), j = hmr_index(start, 0);
 	struct hmr_dir *d = m->root;
-	unsigned long k, valid = 0;
 	unsigned int l;
-	u64 *leaf;
 	long ret;
 	u64 e;
 
@@ -400,14 +408,7 @@ static long hmr_populate_leaf(struct hmr_mirror *m, unsigned long start,
 	ret = hmr_seq_check(m, seq);
 	if (ret)
 		goto out;
-	leaf = hmr_slot_table(e);
-	for (k = 0; k < npages; k++) {
-		if (pfns[k] & HMR_PFN_VALID) {
-			WRITE_ONCE(leaf[j + k], hmr_encode(m, pfns[k], 0));
-			valid++;
-		}
-	}
-	ret = valid;
+	ret = hmr_leaf_write(m, hmr_slot_table(e), j, npages, pfns);
 out:
 	spin_unlock(&d->lock);
 	return ret;
