@@ -174,6 +174,7 @@ void hmr_resp_complete_recv(struct hmr_qp *qp, struct hmr_request *req, u64 id,
 	}
 	if (hmr_qp_is_ud(qp) && status == IB_WC_SUCCESS) {
 		cqe.wc_flags |= IB_WC_GRH;	/* the buffer starts with the 40-byte GRH */
+		cqe.sl = hmr_ud_cqe_sl(&req->ud_sgid);
 		hmr_ud_count_mad(qp, HMR_MAD_RCVD);
 	}
 	/* An XRC SRQ completes to its own CQ. */

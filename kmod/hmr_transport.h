@@ -34,7 +34,10 @@ struct hmr_request {
 	u64 compare_add;
 	u64 swap;
 	struct hmr_sgl *local;		/* payload, or destination of READ and atomics */
-	/* UD sends only (NULL otherwise): the destination, from the WQE, and our source GID. */
+	/*
+	 * UD sends only (NULL otherwise): the destination, from the WQE, and the sender's GID
+	 * (from the packet's IP source on the wire).
+	 */
 	const struct hmr_ud_av *ud;
 	union ib_gid ud_sgid;
 	u32 xrc_srqn;			/* XRC requests: the SRQ they are for */
@@ -84,6 +87,7 @@ void hmr_ud_count_mad(struct hmr_qp *qp, int counter);
 int hmr_ud_take_recv(struct hmr_qp *qp, struct hmr_request *req, u32 qkey, u64 len,
 		     struct hmr_recv_wqe *wqe);
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len);
+u8 hmr_ud_cqe_sl(const union ib_gid *sgid);
 
 /* hmr_mcast.c */
 struct hmr_pkt;

@@ -10,7 +10,7 @@
  * another Q_Key or has no receive posted is dropped, and the sender's WR still completes
  * successfully. The receiver gets a 40-byte GRH in front of the payload (IB_WC_GRH): for an
  * IPv4-mapped GID (RoCEv2 over IPv4) 20 zero bytes then an IPv4 header, otherwise an IPv6
- * header, as RoCE devices write it.
+ * header, as RoCE devices write it; the completion's sl says which (HMR_CQE_SL_*).
  */
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -93,6 +93,13 @@ int hmr_ud_take_recv(struct hmr_qp *qp, struct hmr_request *req, u32 qkey, u64 l
 		return 0;
 	hmr_ud_count_mad(qp, HMR_MAD_DROPPED);
 	return -EAGAIN;
+}
+
+/* A UD receive's hmr_cqe.sl: RoCEv2 over IPv4 when the sender's GID is IPv4-mapped. */
+u8 hmr_ud_cqe_sl(const union ib_gid *sgid)
+{
+	return HMR_CQE_SL_UDP | (ipv6_addr_v4mapped((const struct in6_addr *)sgid->raw) ?
+				 HMR_CQE_SL_IPV4 : HMR_CQE_SL_IPV6);
 }
 
 void hmr_ud_grh(u8 *grh, const union ib_gid *sgid, const union ib_gid *dgid, u32 len)

@@ -568,6 +568,7 @@ static void hmr_wire_resp_ud(struct hmr_qp *qp, struct sk_buff *skb, struct hmr_
 		memcpy(dgid.raw, &ipv6_hdr(skb)->daddr, 16);
 	}
 	hmr_ud_grh(grh, &sgid, &dgid, pkt->paylen);
+	req.ud_sgid = sgid;	/* the completion's sl */
 	hmr_resp_deliver(qp, &req, &wqe, grh, sizeof(grh), HMR_RESP_LOST, HMR_RESP_LOST);
 }
 

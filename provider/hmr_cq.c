@@ -207,6 +207,7 @@ static void hmr_cqe_to_wc(const struct hmr_cqe *cqe, struct ibv_wc *wc)
 	wc->qp_num = cqe->qp_num;
 	wc->src_qp = cqe->src_qp;
 	wc->wc_flags = cqe->wc_flags;
+	wc->sl = cqe->sl;
 }
 
 int hmr_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)

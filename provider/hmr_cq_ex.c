@@ -108,10 +108,16 @@ static unsigned int hmr_cqx_read_wc_flags(struct ibv_cq_ex *ibcq)
 	return cur(ibcq)->wc_flags;
 }
 
-/* RoCE has no LIDs or SLs: these read as 0, as on other RoCE devices. */
+/* RoCE has no LIDs: these read as 0, as on other RoCE devices. */
 static uint32_t hmr_cqx_read_slid(struct ibv_cq_ex *ibcq)
 {
 	return 0;
+}
+
+/* RoCE has no SLs: a UD receive's network header type (HMR_CQE_SL_*), as RoCE NICs put it. */
+static uint8_t hmr_cqx_read_sl(struct ibv_cq_ex *ibcq)
+{
+	return cur(ibcq)->sl;
 }
 
 static uint8_t hmr_cqx_read_u8_zero(struct ibv_cq_ex *ibcq)
@@ -134,6 +140,6 @@ void hmr_cq_ex_init(struct hmr_cq *cq)
 	c->read_qp_num = hmr_cqx_read_qp_num;
 	c->read_src_qp = hmr_cqx_read_src_qp;
 	c->read_slid = hmr_cqx_read_slid;
-	c->read_sl = hmr_cqx_read_u8_zero;
+	c->read_sl = hmr_cqx_read_sl;
 	c->read_dlid_path_bits = hmr_cqx_read_u8_zero;
 }

@@ -61,8 +61,19 @@ struct hmr_cqe {
 	__u32 qp_num;
 	__u32 src_qp;
 	__u32 wc_flags;			/* enum ibv_wc_flags: GRH, WITH_IMM, WITH_INV */
-	__u32 reserved[2];
+	__u8 sl;			/* ibv_wc.sl: HMR_CQE_SL_* of a UD receive, else 0 */
+	__u8 reserved8[3];
+	__u32 reserved;
 };
+
+/*
+ * A UD receive's network header, in hmr_cqe.sl as RoCE NICs (mlx5) report it in ibv_wc.sl
+ * (RoCE has no service level): UDP present (RoCEv2), then IPv6 or IPv4. UCX's ud_verbs before
+ * 1.19 reads it to find the destination address in the GRH, and drops the datagram without it.
+ */
+#define HMR_CQE_SL_UDP		0x8
+#define HMR_CQE_SL_IPV6		0x1
+#define HMR_CQE_SL_IPV4		0x2
 
 /* Response to create_cq (ibv_create_cq / ibv_create_cq_ex), and to resize_cq: the new ring. */
 struct hmr_create_cq_resp {

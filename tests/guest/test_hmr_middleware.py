@@ -5,17 +5,19 @@ without them.
 - `ucx_info -d` lists hmr0 as a UCX memory domain with ODP (non-blocking registration of host
   memory, `reg_nonblock`) and its rc_verbs and ud_verbs transports.
 - `ucx_perftest` server and client in this guest over UCT's rc_verbs on hmr0 (put, get, active
-  messages, atomics), and over UCP (tagged messages), whose protocol table (UCX_PROTO_INFO) must
-  name rc_verbs/hmr0:1; hmr0's page fault counter must grow (UCX's memory is not pinned: hmr
-  faults it in).
+  messages, atomics) and ud_verbs (active messages), and over UCP (tagged messages), whose
+  protocol table (UCX_PROTO_INFO) must name rc_verbs/hmr0:1; hmr0's page fault counter must
+  grow (UCX's memory is not pinned: hmr faults it in).
 - An MPI program (mpi_hmr.c: send/recv of 1 to 64 Ki ints both ways, MPI_Put and MPI_Get in a
   window, MPI_Allreduce; every element checked) on 2 ranks with pml ucx and osc ucx, UCX limited
   to rc_verbs on hmr0.
 
-UCP connects rc_verbs endpoints through an auxiliary transport. ud_verbs, UCX's usual one, dies
-here on rxe0 as on hmr0 ("UD endpoint ...: unhandled timeout error" after ~30 s, in
-ucx_perftest as in MPI_Send), so tcp on lo is the auxiliary one (UCX_TLS=rc_verbs,tcp,
-UCX_NET_DEVICES=hmr0:1,lo); the protocol tables show the data on rc_verbs/hmr0:1 all the same.
+UCP connects rc_verbs endpoints through an auxiliary transport: UCP is tested with tcp on lo
+(UCX_TLS=rc_verbs,tcp, UCX_NET_DEVICES=hmr0:1,lo) and with UCX's usual one, ud_verbs on hmr0;
+MPI with tcp. The lab's UCX (1.18) finds a UD datagram's destination address in its GRH by the
+network header type a RoCE NIC reports in the completion's sl, and drops it without: hmr0
+reports it; on rxe0 UCX's UD times out ("UD endpoint ...: unhandled timeout error"). The
+protocol tables show the data on rc_verbs/hmr0:1 either way.
 
 Debian's ucx_perftest is built with MPI and calls MPI_Init (a singleton, and then refuses to run
 with one rank) whenever its stdin is not a terminal: both ends get a pty as stdin here.
@@ -130,22 +132,29 @@ UCT = {
     "get_zcopy": (["-t", "get", "-D", "zcopy", "-s", "65536"], 300),
     "am_lat": (["-t", "am_lat", "-s", "8"], 300),
     "fadd": (["-t", "fadd"], 300),
+    "ud_am_lat": (["-x", "ud_verbs", "-t", "am_lat", "-s", "8"], 300),
+    "ud_am_bw": (["-x", "ud_verbs", "-t", "am_bw", "-D", "bcopy", "-s", "512"], 300),
 }
 
 
 @pytest.mark.parametrize("name", UCT)
-def test_uct_rc_verbs_perftest(name):
+def test_uct_perftest(name):
     args, iters = UCT[name]
-    src, sout, crc, cout = perftest(["-x", "rc_verbs", "-d", "hmr0:1", *args, "-n", str(iters)])
+    tl = [] if "-x" in args else ["-x", "rc_verbs"]
+    src, sout, crc, cout = perftest([*tl, "-d", "hmr0:1", *args, "-n", str(iters)])
     assert crc == 0 and src == 0, f"server {src}:\n{sout}\nclient {crc}:\n{cout}"
     assert final(cout, iters), cout
 
 
-def test_ucp_tag_bw_over_rc_verbs_unpinned():
+@pytest.mark.parametrize("aux", ["tcp", "ud_verbs"])
+def test_ucp_tag_bw_over_rc_verbs_unpinned(aux):
     """Tagged messages of 64 KiB (UCP's protocols for every size name rc_verbs on hmr0), and
-    hmr0 faulted pages in for them."""
+    hmr0 faulted pages in for them; UCP connects through tcp on lo or through UCX's usual
+    auxiliary transport, ud_verbs on hmr0."""
+    env = UCP_ENV if aux == "tcp" else dict(UCP_ENV, UCX_NET_DEVICES="hmr0:1",
+                                            UCX_TLS="rc_verbs,ud_verbs")
     before = page_faults()
-    src, sout, crc, cout = perftest(["-t", "tag_bw", "-s", "65536", "-n", "300"], UCP_ENV)
+    src, sout, crc, cout = perftest(["-t", "tag_bw", "-s", "65536", "-n", "300"], env)
     assert crc == 0 and src == 0, f"server {src}:\n{sout}\nclient {crc}:\n{cout}"
     assert final(cout, 300), cout
     rows = [line for line in cout.splitlines() if re.search(r"\|\s*\S+\.\.\S+\s*\|", line)]

@@ -1,5 +1,6 @@
 """hmr0 UD QPs and address handles: datagrams between QPs byte for byte, the 40-byte GRH,
 Q_Key checks, best-effort drops, length limits, immediates, the ibv_wr_* path, ODP buffers."""
+import errno
 import os
 import socket
 import time
@@ -21,6 +22,9 @@ from pyverbs.wr import SGE, RecvWR, SendWR  # noqa: E402
 
 QKEY = 0x11111111
 GRH = 40
+# ibv_wc.sl of a UD receive (HMR_CQE_SL_*): UDP (RoCEv2), then IPv6 or IPv4.
+SL_UDP, SL_IPV6, SL_IPV4 = 0x8, 0x1, 0x2
+V4MAPPED = bytes(10) + b"\xff\xff"
 SIZE = 1 << 16
 LW = e.IBV_ACCESS_LOCAL_WRITE
 
@@ -107,6 +111,57 @@ def test_datagram_with_grh(ud, length):
     ip = buf[20:40]
     assert buf[:20] == bytes(20) and ip[0] == 0x45 and ip[9] == socket.IPPROTO_UDP
     assert ip[12:16] == socket.inet_aton("127.0.0.1") and ip[16:20] == socket.inet_aton("127.0.0.1")
+    assert r.sl == SL_UDP | SL_IPV4  # the network header type, as RoCE NICs report it
+
+
+def roce_v2_gids():
+    """hmr0's RoCE v2 GIDs: [(index, raw 16 bytes)] from sysfs."""
+    port, out = "/sys/class/infiniband/hmr0/ports/1", []
+    for name in sorted(os.listdir(f"{port}/gids"), key=int):
+        try:
+            with open(f"{port}/gid_attrs/types/{name}") as f:
+                if f.read().strip() != "RoCE v2":
+                    continue
+        except OSError:
+            continue  # an empty entry
+        with open(f"{port}/gids/{name}") as f:
+            out.append((int(name), bytes.fromhex(f.read().strip().replace(":", ""))))
+    return out
+
+
+def test_completion_sl_names_the_network_header():
+    """A UD receive's ibv_wc.sl says RoCEv2 over IPv4 or IPv6,
+    as RoCE NICs report it there (UCX's ud_verbs before 1.19 finds the GRH's destination
+    address by it), for every RoCE v2 GID of hmr0 that has a route; the GRH matches it."""
+    gids, sent = roce_v2_gids(), []
+    u = Ud()
+    try:
+        for index, raw in gids:
+            try:
+                ah = AH(u.pd, attr=AHAttr(gr=GlobalRoute(dgid=u.ctx.query_gid(1, index),
+                                                         sgid_index=index),
+                                          is_global=1, port_num=1))
+            except PyverbsRDMAError as err:
+                assert err.error_code == errno.ENETUNREACH, (index, raw, err)
+                continue  # an address lo does not route (a link-local one)
+            sent.append(raw)
+            u.recv(8 + GRH)
+            wr = SendWR(wr_id=3, opcode=e.IBV_WR_SEND, num_sge=1,
+                        sg=[SGE(u.a.mr.buf, 8, u.a.mr.lkey)], send_flags=e.IBV_SEND_SIGNALED)
+            wr.set_wr_ud(ah, u.b.qp.qp_num, QKEY)
+            u.a.qp.post_send(wr)
+            (s,) = poll(u.a.cq)
+            (r,) = poll(u.b.cq)
+            assert s.status == r.status == e.IBV_WC_SUCCESS, (index, s, r)
+            grh = u.b.mr.read(GRH, 0)
+            if raw[:12] == V4MAPPED:
+                assert r.sl == SL_UDP | SL_IPV4 and grh[20] == 0x45, (index, r.sl, grh)
+            else:
+                assert r.sl == SL_UDP | SL_IPV6 and grh[0] >> 4 == 6, (index, r.sl, grh)
+    finally:
+        u.close()
+    # Both kinds went: 127.0.0.1 and ::1 on lo, the link's addresses in a two-guest lab.
+    assert {raw[:12] == V4MAPPED for raw in sent} == {True, False}, (gids, sent)
 
 
 def test_send_with_imm(ud):
