@@ -39,7 +39,7 @@
 #define HMR_MAX_QP_WR		(1 << 12)
 #define HMR_MAX_SGE		16
 #define HMR_MAX_CQ		(1 << 14)
-#define HMR_MAX_CQE		(1 << 14)
+#define HMR_MAX_CQE		((1 << 15) - 1)	/* rxe's; a ring of 32768 entries, 1.5 MiB */
 #define HMR_MAX_MR		(1 << 16)
 #define HMR_MAX_PD		(1 << 16)
 #define HMR_MAX_RD_ATOM		128	/* as rxe: perftest asks its peer's value */

@@ -147,18 +147,31 @@ class Bg:
                 f"{' '.join(self.argv)}\n{self.output()}")
 
 
-def wait_listen(server, timeout=LISTEN_SECS):
+def wait_listen(server, timeout=LISTEN_SECS, sleeps=True):
     """Does @server get a LISTEN cm_id on its device within @timeout s (before it ends), and
     sleep? rdma_listen marks an ID LISTEN before it registers the listener with the device's CM:
     a REQ arriving in between is rejected (REJ 8, no such service), so the server must also be
-    back waiting for events."""
+    back waiting for events; one that polls instead (@sleeps False) gets a second."""
     dev, pid = DEVICE[server.side], server.pid
     alive = f"[ -e /proc/{pid} ]" if server.side == "self" else f"! [ -e {JOBS}/{server.job}/rc ]"
+    waits = (f'[ "$(cut -d")" -f2 /proc/{pid}/stat | cut -d" " -f2)" = S ]' if sleeps
+             else "sleep 1")
     script = (f'while [ $SECONDS -lt {timeout} ] && {alive}; do '
               f'rdma resource show cm_id | grep "^link {dev}/" | grep " pid {pid} " | '
-              f'grep -q " state LISTEN " && [ "$(cut -d")" -f2 /proc/{pid}/stat | '
-              f'cut -d" " -f2)" = S ] && exit 0; sleep 0.2; done; exit 1')
+              f'grep -q " state LISTEN " && {waits} && exit 0; sleep 0.2; done; exit 1')
     return run(server.side, ["bash", "-c", script], timeout=timeout + 60).returncode == 0
+
+
+def tcp_ready(port, timeout=LISTEN_SECS):
+    """A ready() for run_pair, for a server that meets its client over TCP first (its own
+    control connection): it listens on TCP @port within @timeout s."""
+    def ready(server):
+        alive = f"[ -e /proc/{server.pid} ]" if server.side == "self" else \
+            f"! [ -e {JOBS}/{server.job}/rc ]"
+        script = (f'while [ $SECONDS -lt {timeout} ] && {alive}; do '
+                  f'ss -Hltn "sport = :{port}" | grep -q . && exit 0; sleep 0.2; done; exit 1')
+        return run(server.side, ["bash", "-c", script], timeout=timeout + 60).returncode == 0
+    return ready
 
 
 def wait_output(bg, text, timeout=LISTEN_SECS):
@@ -277,6 +290,81 @@ def test_perftest_over_rdma_cm(tool, size, odp, server):
             break
     both_ok(p)
     assert re.search(rf"^\s*{size}\s+{ITERS}\s+\d", p.client.out, re.M), str(p)
+
+
+def fabtests_bind(side):
+    """How fabtests' server on @side binds its address: -s, or its device with fabtests before
+    1.18 (bookworm's 1.17 has no -s)."""
+    usage = run(side, ["fi_pingpong", "-h"]).stdout
+    return ["-s", ADDRESS[side]] if "-s <" in usage else ["-d", DEVICE[side]]
+
+
+@directions
+def test_libfabric_verbs_msg_pingpong(server):
+    """libfabric's verbs provider, FI_EP_MSG (endpoints connected by rdma_cm): fi_pingpong of
+    64 KiB and of 4 KiB, 50 round trips each, every transfer acknowledged on both sides
+    (fabtests meet over TCP port 47592 first)."""
+    addr = ADDRESS[server]
+    for size in ("65536", "4096"):
+        opts = ["-p", "verbs", "-e", "msg", "-I", "50", "-S", size]
+        p = run_pair(server, ["fi_pingpong", *opts, *fabtests_bind(server)],
+                     ["fi_pingpong", *opts, addr], ready=tcp_ready(47592))
+        both_ok(p)
+        label = "64k" if size == "65536" else "4k"
+        for out in (p.server.out, p.client.out):
+            assert re.search(rf"^{label}\s+50\s+=50\s", out, re.M), str(p)
+
+
+@directions
+def test_libfabric_rxm_rdm_pingpong(server):
+    """libfabric's rxm over verbs (FI_EP_RDM, what MPI and other middleware use through
+    libfabric): fi_pingpong of 64 KiB, 50 round trips. rxm sizes its completion queues by
+    FI_UNIVERSE_SIZE (peers), 256 by default, beyond the 32767 entries of rxe's and hmr's CQs
+    (fi_enable fails, "Unable to create verbs CQ"): 16 peers here, as soft-RoCE users set it."""
+    opts = ["-p", "verbs;ofi_rxm", "-e", "rdm", "-I", "50", "-S", "65536"]
+    env = ["env", "FI_UNIVERSE_SIZE=16"]
+    p = run_pair(server, [*env, "fi_pingpong", *opts, *fabtests_bind(server)],
+                 [*env, "fi_pingpong", *opts, ADDRESS[server]], ready=tcp_ready(47592))
+    both_ok(p)
+    for out in (p.server.out, p.client.out):
+        assert re.search(r"^64k\s+50\s+=50\s", out, re.M), str(p)
+
+
+QPERF_PORT = 19765  # qperf's listening port (its default)
+QPERF_RC = ["rc_bw", "rc_rdma_write_bw", "rc_rdma_read_bw", "rc_lat", "rc_rdma_write_lat",
+            "rc_rdma_read_lat", "rc_compare_swap_mr", "rc_fetch_add_mr"]
+
+
+@directions
+def test_qperf_rc_over_rdma_cm(server):
+    """qperf's RC tests with -cm1 (connected by rdma_cm: its own exchange names LIDs, which
+    RoCE has not), 64 KiB messages for the bandwidth ones, atomics included: every test
+    reports a figure above 0. Its UD tests are not run: qperf builds their address handles from
+    LIDs without a GRH, which every RoCE device refuses (EINVAL, rxe too)."""
+    p = run_pair(server, ["qperf"],
+                 ["qperf", "-cm1", "-t", "2", "-m", "64k", ADDRESS[server], *QPERF_RC],
+                 ready=tcp_ready(QPERF_PORT))
+    # The server runs until it is stopped: only the client's status counts.
+    assert p.client and p.client.status == 0, str(p)
+    for test in QPERF_RC:
+        m = re.search(rf"^{test}:\n\s+(?:bw|latency|msg_rate)\s+=\s+([\d.]+) (\S+)",
+                      p.client.out, re.M)
+        assert m and float(m.group(1)) > 0, f"{test}:\n{p}"
+
+
+@directions
+@pytest.mark.parametrize("size", ["65536", "4096"])
+def test_rstream_over_rsockets(size, server):
+    """librdmacm's rsockets (a stream socket over an RC connection): rstream bound to its
+    address, 100 transfers of @size both ways, the client's and the server's report agree."""
+    addr = ADDRESS[server]
+    p = run_pair(server, ["rstream", "-b", addr, "-S", size, "-C", "100"],
+                 ["rstream", "-s", addr, "-S", size, "-C", "100"],
+                 ready=lambda bg: wait_listen(bg, sleeps=False))  # rsockets poll
+    both_ok(p)
+    label = "64k" if size == "65536" else "4k"
+    for out in (p.server.out, p.client.out):
+        assert re.search(rf"^custom\s+{label}\s+100\s+1\s", out, re.M), str(p)
 
 
 @pytest.mark.parametrize("receiver", SIDES, ids=lambda s: f"receiver-{s}")

@@ -16,8 +16,9 @@ UCP connects rc_verbs endpoints through an auxiliary transport, UCX's usual one 
 The lab's UCX (1.18, trixie) finds a UD datagram's destination address in its GRH by the
 network header type a RoCE NIC puts in the completion's sl, and drops it without that: hmr
 reports it (HMR_CQE_SL_*), rxe does not ("UD endpoint ...: unhandled timeout error" with an rxe
-side, and between two rxe0). So ud_verbs is tested, and is UCP's and MPI's auxiliary transport,
-when both sides are hmr; with an rxe side UCP and MPI connect through tcp over the link
+side, and between two rxe0; UCX 1.19 and later, as on 7.2's image, look at the GRH itself). So
+ud_verbs is tested, and is UCP's and MPI's auxiliary transport, when both sides are hmr or have
+a later UCX; else UCP and MPI connect through tcp over the link
 (UCX_TLS=rc_verbs,tcp; UCX_NET_DEVICES names the device and the link's interface). The protocol
 tables show the data on rc_verbs either way.
 
@@ -31,7 +32,7 @@ import shlex
 import pytest
 
 from peerlib import DEVICE, SIDES, directions, other, run
-from test_peer_cm import run_pair
+from test_peer_cm import run_pair, tcp_ready
 from test_peer_wire_data import link_if
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,17 +61,6 @@ def page_faults(side):
     return int(r.stdout)
 
 
-def tcp_ready(port, timeout=90):
-    """A ready() for run_pair: the server listens on TCP @port within @timeout s."""
-    def ready(server):
-        alive = f"[ -e /proc/{server.pid} ]" if server.side == "self" else \
-            f"! [ -e /hmr-pipe/jobs/{server.job}/rc ]"
-        script = (f'while [ $SECONDS -lt {timeout} ] && {alive}; do '
-                  f'ss -Hltn "sport = :{port}" | grep -q . && exit 0; sleep 0.2; done; exit 1')
-        return run(server.side, ["bash", "-c", script], timeout=timeout + 60).returncode == 0
-    return ready
-
-
 def ucx_perftest(server_side, args, env=()):
     """ucx_perftest server on @server_side and its client on the other side, under script(1),
     each with @args and the environment @env ({dev}: its device, {link}: its link's interface);
@@ -91,9 +81,25 @@ def final(out, iters):
     return m and m.group(1).split()
 
 
-BOTH_HMR = all(DEVICE[s].startswith("hmr") for s in SIDES)
-AUX = "ud_verbs" if BOTH_HMR else "tcp"  # UCP's auxiliary transport (see above)
-UD_ON_RXE = "UCX 1.18's ud_verbs drops rxe's datagrams (rxe's completions have no L3 type in sl)"
+
+
+def ucx_version(side):
+    """(major, minor) of UCX on @side (`ucx_info -v`: "# Library version: 1.18.1"); (0, 0)
+    when it cannot be told: then ud_verbs is taken not to work with an rxe side."""
+    m = re.search(r"version:?\s*(\d+)\.(\d+)", run(side, ["ucx_info", "-v"]).stdout, re.I)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def ud_works():
+    """Does UCX's ud_verbs work between the sides? A side's UCX before 1.19 needs its device to
+    report the network header type in a UD completion's sl (hmr does, rxe does not)."""
+    return all(DEVICE[s].startswith("hmr") or ucx_version(s) >= (1, 19) for s in SIDES)
+
+
+UD_WORKS = ud_works() if os.environ.get("HMR_PEER") == "1" and \
+    os.path.exists("/usr/bin/ucx_info") else False
+AUX = "ud_verbs" if UD_WORKS else "tcp"  # UCP's auxiliary transport (see above)
+UD_ON_RXE = "UCX before 1.19 drops rxe's datagrams (rxe's completions have no L3 type in sl)"
 UCT = {
     "put_bw_bcopy": (["-t", "put_bw", "-D", "bcopy", "-s", "4096"], 200),
     "put_bw_zcopy": (["-t", "put_bw", "-D", "zcopy", "-s", "65536"], 100),
@@ -109,7 +115,7 @@ UCT = {
 @pytest.mark.parametrize("name", UCT)
 def test_uct(name, server):
     args, iters = UCT[name]
-    if "ud_verbs" in args and not BOTH_HMR:
+    if "ud_verbs" in args and not UD_WORKS:
         pytest.skip(UD_ON_RXE)
     tl = [] if "-x" in args else ["-x", "rc_verbs"]
     p = ucx_perftest(server, [*tl, "-d", "{dev}:1", *args, "-n", str(iters)])
